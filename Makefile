@@ -1,0 +1,34 @@
+# retroscope: the two commands of the README.
+#   make demo  - simulate, train briefly, evaluate, predict and report on the diffraction task
+#   make test  - the fast test suite (slow and GPU tests are excluded / skipped)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo-output
+
+.PHONY: demo test test-slow bench clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch and torchvision are pinned in pyproject.toml and installed by pip, never by uv.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/retroscope demo diffraction --out $(DEMO) --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/diffraction.py
+
+clean-demo:
+	rm -rf $(DEMO)

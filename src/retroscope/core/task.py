@@ -1,0 +1,172 @@
+"""The Task protocol and the task registry.
+
+A task bundles everything specific to one measurement: its parameter space, its simulator, the
+online imperfections of its detector, how its targets are encoded for a network, how an
+experimental file becomes network input, its metrics and its classical baseline. The rest of
+retroscope (CLI, storage, campaigns, training, prediction, evaluation) knows tasks only through
+this registry and never imports a task by name.
+
+Tasks shipped with retroscope register themselves on import of ``retroscope.tasks``; a lab can
+add its own from a separate package through the entry-point group ``retroscope.tasks``::
+
+    [project.entry-points."retroscope.tasks"]
+    mytask = "mylab.mytask:TASK"
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import numpy as np
+
+from retroscope.core.params import ParameterSpace, Record
+
+ENTRY_POINT_GROUP = "retroscope.tasks"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The default network of a task: a registered model name and its settings."""
+
+    name: str
+    kwargs: dict = field(default_factory=dict)
+
+
+class Targets(ABC):
+    """How physical parameters become network outputs and back.
+
+    ``encode`` maps a parameter record to an (n, d) float array in the network's scale;
+    ``decode`` maps network outputs back into a record in physical units. ``columns`` and
+    ``units`` name the d output columns; ``scale`` gives, per column, the physical size of one
+    encoded unit, so that an interval half-width in encoded units becomes physical by
+    multiplication.
+    """
+
+    columns: tuple[str, ...]
+    units: tuple[str, ...]
+
+    @property
+    def dim(self) -> int:
+        return len(self.columns)
+
+    @abstractmethod
+    def encode(self, record: Record) -> np.ndarray: ...
+
+    @abstractmethod
+    def decode(self, y: np.ndarray) -> Record: ...
+
+    @abstractmethod
+    def scale(self) -> np.ndarray: ...
+
+    def columns_physical(self, record: Record) -> np.ndarray:
+        """The (n, d) physical values of the output columns of a record."""
+        return self.encode(record) * self.scale() + self.offset()
+
+    def offset(self) -> np.ndarray:
+        return np.zeros(self.dim)
+
+    def align(self, pred, target):
+        """Return ``target`` replaced by its physically equivalent version closest to ``pred``.
+
+        Both are torch tensors (batch, d) in encoded units. The default is the identity; tasks
+        with symmetric targets (orientations under a point group) override it so that the loss
+        does not punish a prediction that differs from the truth by a symmetry.
+        """
+        return target
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses set the attributes and implement ``simulate``."""
+
+    name: str
+    title: str
+    paper: str
+    infers: str
+    space: ParameterSpace
+    targets: Targets
+    model: ModelSpec
+    observable: str = "image"
+
+    def config(self) -> dict:
+        """Simulation settings that change the stored data (hashed into the manifest)."""
+        return {}
+
+    def with_config(self, **overrides: Any) -> Task:
+        """A copy of the task with some simulation settings changed."""
+        raise NotImplementedError(f"task {self.name} has no configurable simulation settings")
+
+    @abstractmethod
+    def simulate(self, params: Record, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Simulate a batch: ``params`` holds n rows; every returned array has leading dim n.
+
+        The record must contain ``self.observable``. Must be deterministic given ``rng``.
+        """
+
+    def observe(self, train: bool) -> Callable | None:
+        """Online imperfections applied in the DataLoader (``retroscope.core.observe``)."""
+        return None
+
+    def preprocess(self, image: np.ndarray, settings: dict | None = None) -> np.ndarray:
+        """Turn an experimental 2D array into one network input (H, W) float32."""
+        return np.asarray(image, dtype=np.float32)
+
+    def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
+        """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
+        return {}
+
+    def baseline(self):
+        """The classical method the network is compared with, or None."""
+        return None
+
+    def plots(self, true: Record, pred: Record, out_dir) -> list:
+        """Task-specific evaluation plots; returns the paths written."""
+        return []
+
+
+_REGISTRY: dict[str, Task] = {}
+_LOADED = False
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def register_task(task: Task) -> Task:
+    """Add a task to the registry (a task registered twice under one name is an error)."""
+    if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
+        raise ValueError(f"a different task is already registered as {task.name!r}")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    importlib.import_module("retroscope.tasks")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        task = ep.load()
+        register_task(task() if isinstance(task, type) else task)
+
+
+def get_task(name: str) -> Task:
+    _load()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; registered tasks: {', '.join(sorted(_REGISTRY)) or 'none'}"
+        ) from None
+
+
+def list_tasks() -> list[Task]:
+    _load()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

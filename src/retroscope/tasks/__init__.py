@@ -1,0 +1,6 @@
+"""Tasks shipped with retroscope; importing this package registers them."""
+
+from retroscope.core.task import register_task
+from retroscope.tasks.diffraction import TASK as _diffraction
+
+register_task(_diffraction)
