@@ -16,6 +16,7 @@ add its own from a separate package through the entry-point group ``retroscope.t
 from __future__ import annotations
 
 import importlib
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -106,24 +107,46 @@ class Task(ABC):
         The record must contain ``self.observable``. Must be deterministic given ``rng``.
         """
 
+    def network_input(self, observable: np.ndarray) -> np.ndarray:
+        """Map one stored observable (as simulated, or as ``preprocess`` returns it) to the
+        network's input (C, H, W) float32. Shared by training and prediction."""
+        x = np.asarray(observable, dtype=np.float32)
+        return x[None] if x.ndim == 2 else x
+
     def observe(self, train: bool) -> Callable | None:
         """Online imperfections applied in the DataLoader (``retroscope.core.observe``)."""
         return None
 
     def preprocess(self, image: np.ndarray, settings: dict | None = None) -> np.ndarray:
-        """Turn an experimental 2D array into one network input (H, W) float32."""
+        """Turn an experimental 2D array into the form of a stored observable (H, W)."""
         return np.asarray(image, dtype=np.float32)
 
     def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
         """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
         return {}
 
+    def describe_prediction(self, row: dict) -> dict:
+        """Extra human-readable columns for one decoded prediction (e.g. a rotation angle)."""
+        return {}
+
+    def describe_truth(self, row: dict) -> dict:
+        """Short human-readable summary of one true parameter row (demo tables)."""
+        return {k: np.round(np.asarray(v), 3).tolist() for k, v in row.items()}
+
+    def demo_settings(self) -> dict:
+        """Sizes for ``retroscope demo``: n, epochs, train_minutes, baseline_n, ..."""
+        raise NotImplementedError(f"task {self.name} has no demo")
+
+    def demo_preprocess_settings(self) -> dict:
+        """Preprocessing settings matching the files the demo writes."""
+        return {}
+
     def baseline(self):
         """The classical method the network is compared with, or None."""
         return None
 
-    def plots(self, true: Record, pred: Record, out_dir) -> list:
-        """Task-specific evaluation plots; returns the paths written."""
+    def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:
+        """Task-specific evaluation plots (``metrics`` from :meth:`metrics`); returns paths."""
         return []
 
 
@@ -153,8 +176,12 @@ def _load() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY:
             continue
-        task = ep.load()
-        register_task(task() if isinstance(task, type) else task)
+        try:
+            task = ep.load()
+            register_task(task() if isinstance(task, type) else task)
+        except Exception as exc:  # a broken plugin must not break the other tasks
+            warnings.warn(f"task entry point {ep.name!r} ({ep.value}) failed to load: {exc}",
+                          stacklevel=2)
 
 
 def get_task(name: str) -> Task:

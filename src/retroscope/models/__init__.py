@@ -1,1 +1,44 @@
-"""retroscope.models"""
+"""retroscope.models: network builders registered by name.
+
+``build_model(name, **cfg)`` builds any registered model; see
+:mod:`retroscope.models.registry` for the interface all models share (``embed``, ``forward``,
+``out_dim``, ``feature_dim``, ``config``) and the output layout of each head.
+"""
+
+from retroscope.models.registry import (
+    ACTIVATIONS,
+    HEADS,
+    build_model,
+    head_outputs,
+    list_models,
+    register_model,
+    set_activation,
+    split_mean_logvar,
+)
+from retroscope.models.resnet import (
+    STEMS,
+    ConfigurableResNet,
+    build_resnet,
+    resnet18,
+    resnet34,
+    resnet50,
+    stielow34,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "HEADS",
+    "STEMS",
+    "ConfigurableResNet",
+    "build_model",
+    "build_resnet",
+    "head_outputs",
+    "list_models",
+    "register_model",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "set_activation",
+    "split_mean_logvar",
+    "stielow34",
+]

@@ -1,0 +1,194 @@
+"""The ``retroscope`` command line. Every command is a thin call into the library.
+
+Heavy modules (torch, dask, lightning) are imported inside the commands so that
+``retroscope --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Simulate, train and invert single-shot AMO/X-ray measurements.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _task(name: str):
+    from retroscope.core.task import UnknownTaskError, get_task
+
+    try:
+        return get_task(name)
+    except UnknownTaskError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered tasks."""
+    from retroscope.core.task import list_tasks
+
+    table = Table(title="retroscope tasks")
+    for col in ("task", "infers", "paper", "parameters"):
+        table.add_column(col)
+    for t in list_tasks():
+        params = ", ".join(f"{n} {r}" for n, _, r in t.space.describe())
+        table.add_row(t.name, t.infers, t.paper, params)
+    console.print(table)
+
+
+@app.command()
+def simulate(
+    task: Annotated[str, typer.Argument(help="task name (see `retroscope tasks`)")],
+    n: Annotated[int, typer.Option("--n", help="number of samples")] = 1000,
+    out: Annotated[Path, typer.Option("--out", help="dataset directory")] = Path("data-out"),
+    shard_size: Annotated[int, typer.Option(help="rows per HDF5 shard")] = 256,
+    workers: Annotated[int, typer.Option(help="Dask LocalCluster workers (1: in-process)")] = 2,
+    scheduler: Annotated[Optional[str], typer.Option(help="existing Dask scheduler address")] = None,
+    seed: Annotated[int, typer.Option(help="campaign seed")] = 0,
+    sampling: Annotated[str, typer.Option(help="uniform, sobol or grid")] = "uniform",
+    config: Annotated[Optional[str], typer.Option(help="JSON of task simulation settings")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a dataset made with other settings")] = False,
+) -> None:
+    """Simulate a labelled dataset into write-once HDF5 shards (resumes if interrupted)."""
+    from retroscope.compute.campaign import generate
+    from retroscope.compute.executors import make_executor
+    from retroscope.data.shards import DatasetError
+
+    t = _task(task)
+    if config:
+        t = t.with_config(**json.loads(config))
+    executor = make_executor(workers, scheduler)
+    try:
+        manifest = generate(t, out, n, shard_size=shard_size, seed=seed, sampling=sampling,
+                            executor=executor, overwrite=overwrite)
+    except (DatasetError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        executor.close()
+    console.print(f"{manifest.rows_done} samples of [bold]{task}[/] in {out} "
+                  f"({len(manifest.shards)} shards, config {manifest.config_hash[:12]})")
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Argument(help="task name")],
+    data: Annotated[Path, typer.Option("--data", help="dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="run directory")],
+    model: Annotated[Optional[str], typer.Option(help="registered model name")] = None,
+    model_kwargs: Annotated[Optional[str], typer.Option(help="JSON of model settings")] = None,
+    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 20,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    max_minutes: Annotated[Optional[float], typer.Option(help="stop training after this")] = None,
+    augment: Annotated[bool, typer.Option(help="online detector imperfections")] = True,
+    workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
+    tracking: Annotated[str, typer.Option(help="csv or mlflow")] = "csv",
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
+    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run")] = False,
+) -> None:
+    """Train the task's network on a dataset and write a run directory."""
+    from retroscope.data.shards import DatasetError
+    from retroscope.train.fit import RunError, TrainConfig
+    from retroscope.train.fit import train as fit
+
+    t = _task(task)
+    kwargs = dict(t.model.kwargs) if model is None else {}
+    kwargs.update(json.loads(model_kwargs) if model_kwargs else {})
+    cfg = TrainConfig(task=task, data=str(data), model=model or t.model.name,
+                      model_kwargs=kwargs, epochs=epochs, batch_size=batch_size, lr=lr,
+                      max_minutes=max_minutes, augment=augment, num_workers=workers,
+                      tracking=tracking, tracking_uri=tracking_uri, seed=seed)
+    try:
+        summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)
+    except (RunError, DatasetError) as exc:
+        _fail(str(exc))
+    console.print_json(json.dumps(summary))
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    data: Annotated[Path, typer.Option("--data", help="dataset directory")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    baseline: Annotated[int, typer.Option(help="run the classical baseline on N samples")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="where to write (default: the run)")] = None,
+) -> None:
+    """Score a run on a split: metrics.json, plots, and the baseline comparison."""
+    from retroscope.evaluate.report import evaluate as run_eval
+
+    metrics = run_eval(run, data, split, out=out, baseline_n=baseline)
+    print_metrics(metrics)
+
+
+def print_metrics(metrics: dict) -> None:
+    table = Table(title=f"{metrics['split']} split, n = {metrics['n']}")
+    for col in ("metric", "median", "p90", "mean"):
+        table.add_column(col)
+    for name, s in metrics["task_metrics"].items():
+        table.add_row(name, f"{s['median']:.4g}", f"{s['p90']:.4g}", f"{s['mean']:.4g}")
+    console.print(table)
+    cov = Table(title=f"calibrated {100 * metrics['nominal_coverage']:.0f}% intervals")
+    for col in ("target", "unit", "rmse", "coverage"):
+        cov.add_column(col)
+    for name, s in metrics["targets"].items():
+        cov.add_row(name, s["unit"], f"{s['rmse']:.4g}", f"{100 * s['coverage']:.1f}%")
+    console.print(cov)
+    console.print(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%   "
+                  f"inference: {metrics['inference_ms_per_sample']:.2f} ms/sample")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    files: Annotated[list[Path], typer.Argument(help="PNG, TIFF, NPY, HDF5 or CXI files")],
+    out: Annotated[Optional[Path], typer.Option(help="CSV file for the results")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help="TOML/JSON preprocessing settings")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+) -> None:
+    """Read experimental files and print value, interval and OOD flag per image."""
+    from retroscope.infer.batch import predict_files
+
+    if out is not None and out.exists() and not overwrite:
+        _fail(f"{out} exists; use --overwrite or another --out")
+    rows, failures = predict_files(run, files, settings=settings, out=out)
+    table = Table(title=f"predictions ({run})")
+    if rows:
+        for col in rows[0]:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()])
+        console.print(table)
+    for label, reason in failures:
+        err.print(f"[red]failed:[/] {label}: {reason}")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    task: Annotated[str, typer.Argument(help="task name")] = "diffraction",
+    out: Annotated[Path, typer.Option(help="demo output folder")] = Path("demo-output"),
+    overwrite: Annotated[bool, typer.Option(help="replace an earlier demo output")] = False,
+) -> None:
+    """Simulate, train briefly, evaluate, predict on written files, and report."""
+    from retroscope.demo import run_demo
+
+    run_demo(_task(task), out, overwrite=overwrite, console=console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,70 @@
+"""Where shard jobs run: in this process, on a Dask LocalCluster, or on an existing scheduler.
+
+An executor takes a function and a list of argument tuples and yields each job's result as it
+finishes (in completion order), so the caller can record progress after every shard and an
+interruption loses at most the shards still running.
+
+- :class:`InProcess` runs jobs one after the other (debugging, tiny sets, tests).
+- :class:`Dask` starts a ``distributed.LocalCluster`` with ``workers`` single-threaded worker
+  processes (the embedded default), or joins an existing scheduler given by ``address``
+  (a real cluster started with ``dask scheduler`` / ``dask worker tcp://host:8786``). Workers
+  must have retroscope installed. Dask's nanny sets ``OMP_NUM_THREADS=1`` in each worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+
+class InProcess:
+    name = "in-process"
+
+    def map(self, fn: Callable, jobs: Sequence[tuple]) -> Iterator[Any]:
+        for job in jobs:
+            yield fn(*job)
+
+    def close(self) -> None:
+        pass
+
+
+class Dask:
+    """Run jobs on Dask: a new LocalCluster of ``workers`` processes, or ``address``."""
+
+    def __init__(self, workers: int = 2, address: str | None = None) -> None:
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if address:
+            self.client = Client(address)
+            self.name = f"dask scheduler {address}"
+        else:
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                         processes=True, dashboard_address=None)
+            self.client = Client(self._cluster)
+            self.name = f"dask LocalCluster ({workers} workers)"
+
+    def map(self, fn: Callable, jobs: Sequence[tuple]) -> Iterator[Any]:
+        from distributed import as_completed
+
+        futures = [self.client.submit(fn, *job, pure=False) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(workers: int = 1, scheduler: str | None = None):
+    """In-process for one worker, a LocalCluster for several, the scheduler when given."""
+    if scheduler:
+        return Dask(address=scheduler)
+    if workers > 1:
+        return Dask(workers=workers)
+    return InProcess()

@@ -1,0 +1,133 @@
+"""A torch Dataset over the shards of one split.
+
+HDF5 handles cannot be pickled and a handle shared across ``fork`` gives corrupt reads, so the
+dataset only reads the small split arrays while indexing (and closes the files again) and opens
+each shard lazily, inside whichever DataLoader worker first needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from retroscope.core.params import Split
+from retroscope.core.task import Task
+from retroscope.data.shards import DatasetError, Manifest
+
+SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6)}
+
+
+class ShardDataset(Dataset):
+    """Rows of one split of a dataset directory: ``(input (C,H,W), target (d,))`` tensors.
+
+    ``observer`` (an ``OnlineObserver``) applies the online imperfections with a generator
+    seeded by (seed, epoch, row index); call :meth:`set_epoch` to draw new ones each epoch.
+    ``in_memory`` reads the whole split once (fast for small sets on a laptop).
+    """
+
+    def __init__(self, root: Path, task: Task, split: Split = "train", observer=None,
+                 in_memory: bool = False, limit: int | None = None) -> None:
+        self.root = Path(root)
+        self.task = task
+        self.observer = observer
+        self.epoch = 0
+        self.manifest = Manifest.load(self.root)
+        if self.manifest.task != task.name:
+            raise DatasetError(f"{self.root}: holds task {self.manifest.task!r}, not {task.name!r}")
+        if not self.manifest.complete:
+            done = self.manifest.rows_done
+            raise DatasetError(f"{self.root}: incomplete ({done}/{self.manifest.n} rows); "
+                               "re-run the same `retroscope simulate` command to finish it")
+        codes = SPLIT_CODES[split]
+        index = []
+        for info in self.manifest.shards:
+            path = self.root / info.file
+            try:
+                with h5py.File(path, "r") as f:
+                    rows = np.flatnonzero(np.isin(f["split"][()], codes))
+            except (OSError, KeyError) as exc:
+                raise DatasetError(f"{path}: unreadable shard ({exc})") from exc
+            index += [(info.index, int(r)) for r in rows]
+        if limit is not None:
+            index = index[:limit]
+        if not index:
+            raise DatasetError(f"{self.root}: the {split!r} split is empty")
+        self.index = index
+        self._files: dict[int, h5py.File] = {}
+        self._cache = None
+        self.targets = self._read_targets()
+        if in_memory:
+            self._cache = self._read_all()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _file(self, shard: int) -> h5py.File:
+        f = self._files.get(shard)
+        if f is None:
+            f = h5py.File(self.root / self.manifest.shards[shard].file, "r")
+            self._files[shard] = f
+        return f
+
+    def _by_shard(self):
+        groups: dict[int, list[int]] = {}
+        for pos, (shard, row) in enumerate(self.index):
+            groups.setdefault(shard, []).append(pos)
+        return groups
+
+    def _read_params(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for shard, positions in self._by_shard().items():
+            rows = [self.index[p][1] for p in positions]
+            with h5py.File(self.root / self.manifest.shards[shard].file, "r") as f:
+                for name in self.task.space.names:
+                    values = f["params"][name][()][rows]
+                    if name not in out:
+                        out[name] = np.empty((len(self.index),) + values.shape[1:])
+                    out[name][positions] = values
+        return out
+
+    def _read_targets(self) -> np.ndarray:
+        self.params = self._read_params()
+        return self.task.targets.encode(self.params).astype(np.float32)
+
+    def _read_all(self) -> np.ndarray:
+        key = self.task.observable
+        first = None
+        for shard, positions in self._by_shard().items():
+            rows = [self.index[p][1] for p in positions]
+            with h5py.File(self.root / self.manifest.shards[shard].file, "r") as f:
+                values = f["data"][key][()][rows]
+            if first is None:
+                first = np.empty((len(self.index),) + values.shape[1:], dtype=values.dtype)
+            first[positions] = values
+        return first
+
+    def observable(self, i: int) -> np.ndarray:
+        if self._cache is not None:
+            return self._cache[i]
+        shard, row = self.index[i]
+        return self._file(shard)["data"][self.task.observable][row]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(self.task.network_input(self.observable(i)))
+        if self.observer is not None:
+            x = self.observer(x, index=i, epoch=self.epoch)
+        return x, torch.from_numpy(self.targets[i])
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()

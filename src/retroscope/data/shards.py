@@ -1,0 +1,206 @@
+"""Write-once HDF5 shards and the dataset manifest.
+
+A dataset directory holds ``manifest.json`` and ``shards/shard-NNNNN.h5``. Each shard is written
+by exactly one process, to a temporary name first, and moved into place with ``os.replace``
+only when complete, so a shard file that exists is always whole (HDF5 has no safe concurrent
+writers without MPI; SWMR allows one). The manifest records the task, its parameter space and
+simulation settings, their hash, the code version, and per shard its seed (a
+``numpy.random.SeedSequence`` spawn key) and row count. Only the driver process writes the
+manifest, also atomically.
+
+Shard layout::
+
+    /params/<name>   (rows,) or (rows, 4)   the physical parameters of each row
+    /data/<key>      (rows, ...)            the simulated clean record (e.g. /data/image)
+    /split           (rows,) int8           hash of the parameter row modulo 7 (0 val, 1 test)
+    attrs: index, rows, seed_entropy, seed_spawn_key, config_hash, code_version
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from retroscope import __version__
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class DatasetError(RuntimeError):
+    """A dataset directory, manifest or shard is missing, corrupt or inconsistent."""
+
+
+def config_hash(payload: dict) -> str:
+    """SHA-256 of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, complex):
+        return [obj.real, obj.imag]
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class ShardInfo:
+    index: int
+    file: str
+    rows: int
+    seed_spawn_key: list[int]
+    done: bool = False
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "file": self.file, "rows": self.rows,
+                "seed_spawn_key": self.seed_spawn_key, "done": self.done}
+
+
+@dataclass
+class Manifest:
+    """What a dataset directory contains and how it was made."""
+
+    task: str
+    space: dict
+    config: dict
+    sampling: str
+    n: int
+    shard_size: int
+    seed: int
+    shards: list[ShardInfo] = field(default_factory=list)
+    code_version: str = __version__
+    format: int = FORMAT_VERSION
+
+    @property
+    def identity(self) -> dict:
+        """The settings that determine the data; two runs agree iff these agree."""
+        return {"task": self.task, "space": self.space, "config": self.config,
+                "sampling": self.sampling, "n": self.n, "shard_size": self.shard_size,
+                "seed": self.seed, "format": self.format}
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.identity)
+
+    @property
+    def complete(self) -> bool:
+        return all(s.done for s in self.shards)
+
+    @property
+    def rows_done(self) -> int:
+        return sum(s.rows for s in self.shards if s.done)
+
+    def to_dict(self) -> dict:
+        return {**self.identity, "config_hash": self.config_hash,
+                "code_version": self.code_version, "complete": self.complete,
+                "rows_done": self.rows_done, "shards": [s.to_dict() for s in self.shards]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Manifest:
+        try:
+            return cls(task=d["task"], space=d["space"], config=d["config"],
+                       sampling=d["sampling"], n=int(d["n"]), shard_size=int(d["shard_size"]),
+                       seed=int(d["seed"]), shards=[ShardInfo(**s) for s in d["shards"]],
+                       code_version=d.get("code_version", "unknown"),
+                       format=int(d.get("format", FORMAT_VERSION)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"manifest is missing or has a malformed field: {exc}") from exc
+
+    def save(self, root: Path) -> None:
+        write_json_atomic(Path(root) / MANIFEST, self.to_dict())
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        path = Path(root) / MANIFEST
+        if not path.exists():
+            raise DatasetError(f"{path}: no manifest; is this a retroscope dataset directory?")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: corrupt JSON ({exc})") from exc
+        manifest = cls.from_dict(d)
+        stored = d.get("config_hash")
+        if stored and stored != manifest.config_hash:
+            raise DatasetError(f"{path}: config_hash does not match the recorded settings")
+        return manifest
+
+    def diff(self, other: Manifest) -> list[str]:
+        """Human-readable list of the identity fields that differ."""
+        a, b = self.identity, other.identity
+        out = []
+        for key in a:
+            if a[key] != b[key]:
+                if isinstance(a[key], dict) and isinstance(b[key], dict):
+                    keys = sorted(set(a[key]) | set(b[key]))
+                    sub = [k for k in keys if a[key].get(k) != b[key].get(k)]
+                    out += [f"{key}.{k}: {a[key].get(k)!r} (stored) vs {b[key].get(k)!r} (asked)"
+                            for k in sub]
+                else:
+                    out.append(f"{key}: {a[key]!r} (stored) vs {b[key]!r} (asked)")
+        return out
+
+
+def write_shard(path: Path, params: dict[str, np.ndarray], data: dict[str, np.ndarray],
+                split_codes: np.ndarray, attrs: dict) -> None:
+    """Write one complete shard: temporary file first, then ``os.replace`` into ``path``."""
+    path = Path(path)
+    rows = len(split_codes)
+    for key, arr in {**params, **data}.items():
+        if len(arr) != rows:
+            raise DatasetError(f"{path.name}: field {key!r} has {len(arr)} rows, expected {rows}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, arr in params.items():
+                f.create_dataset(f"params/{key}", data=np.asarray(arr, dtype=np.float64))
+            for key, arr in data.items():
+                arr = np.ascontiguousarray(arr)
+                chunks = (1,) + arr.shape[1:] if arr.ndim > 1 else None
+                f.create_dataset(f"data/{key}", data=arr, chunks=chunks)
+            f.create_dataset("split", data=np.asarray(split_codes, dtype=np.int8))
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            f.attrs["rows"] = rows
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def shard_is_complete(path: Path, rows: int, config_hash_value: str) -> bool:
+    """True if ``path`` is a readable shard with the expected rows and settings hash."""
+    try:
+        with h5py.File(path, "r") as f:
+            return (int(f.attrs["rows"]) == rows and f.attrs["config_hash"] == config_hash_value
+                    and "split" in f)
+    except (OSError, KeyError):
+        return False
+
+
+def read_shard(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """Read a whole shard: (params, data, split_codes)."""
+    try:
+        with h5py.File(path, "r") as f:
+            params = {k: f["params"][k][()] for k in f["params"]}
+            data = {k: f["data"][k][()] for k in f["data"]}
+            return params, data, f["split"][()]
+    except (OSError, KeyError) as exc:
+        raise DatasetError(f"{path}: unreadable shard ({exc})") from exc

@@ -1,0 +1,181 @@
+"""Load a run directory and turn inputs into physical values with intervals and an OOD flag.
+
+Uncertainty (stored in ``calibration.json``): the network's heteroscedastic σ per target
+column is rescaled by a split-conformal factor fitted on the validation split, so that the
+stated interval ``mean ± q σ`` covers the nominal fraction (default 90%) of cases
+(Angelopoulos & Bates 2021). Out-of-distribution score (``ood.safetensors``): the Mahalanobis
+distance of the network's pooled penultimate features to a Gaussian fitted on training
+features (Lee et al. 2018); an input is flagged when its score exceeds the 99th percentile of
+the validation scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retroscope import __version__
+from retroscope.core.task import Task, get_task
+from retroscope.data.shards import write_json_atomic
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class Prediction:
+    """Network outputs for n inputs, in physical units per target column."""
+
+    columns: tuple[str, ...]
+    units: tuple[str, ...]
+    value: np.ndarray  # (n, d)
+    low: np.ndarray  # (n, d)
+    high: np.ndarray  # (n, d)
+    sigma: np.ndarray  # (n, d) calibrated half-width / q, physical units
+    ood_score: np.ndarray  # (n,)
+    ood_flag: np.ndarray  # (n,) bool
+    record: dict  # decoded parameter record (task's own form, e.g. quaternions reduced)
+
+
+@torch.no_grad()
+def run_network(network, inputs, batch_size: int = 256, device: str = "cpu"):
+    """(mean, sigma, features) in encoded units for an (n, C, H, W) array or a Dataset."""
+    network = network.to(device).eval()
+    means, sigmas, feats = [], [], []
+    n = len(inputs)
+    for start in range(0, n, batch_size):
+        if isinstance(inputs, np.ndarray):
+            x = torch.from_numpy(inputs[start:start + batch_size])
+        else:
+            x = torch.stack([inputs[i][0] for i in range(start, min(n, start + batch_size))])
+        x = x.to(device=device, dtype=torch.float32)
+        mean, logvar, features = network.forward_with_features(x)
+        means.append(mean.cpu().numpy())
+        sigmas.append(torch.exp(0.5 * logvar).cpu().numpy())
+        feats.append(features.cpu().numpy())
+    return np.concatenate(means), np.concatenate(sigmas), np.concatenate(feats)
+
+
+def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) -> dict:
+    """Fit the conformal scale and the OOD model, then write weights, stats and calibration."""
+    from safetensors.torch import save_file
+
+    from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity
+
+    out = Path(out)
+    val_mean, val_sigma, val_feat = run_network(network, val_set)
+    idx = np.linspace(0, len(train_set) - 1, min(len(train_set), 4000)).astype(int)
+    from torch.utils.data import Subset
+
+    clean_train = _without_observer(train_set)
+    _, _, train_feat = run_network(network, Subset(clean_train, idx))
+    calibrator = ConformalCalibrator().fit(val_mean, val_sigma, val_set.targets,
+                                           coverage=cfg.coverage)
+    density = FeatureDensity().fit(train_feat)
+    density.set_threshold(val_feat, quantile=0.99)
+
+    input_shape = list(val_set[0][0].shape)
+    meta = {
+        "task": task.name,
+        "model": cfg.model,
+        "model_kwargs": json.dumps(cfg.model_kwargs),
+        "out_dim": str(task.targets.dim),
+        "input_shape": json.dumps(input_shape),
+        "targets": json.dumps(list(task.targets.columns)),
+        "units": json.dumps(list(task.targets.units)),
+        "task_config": json.dumps(cfg.task_config),
+        "code_version": __version__,
+    }
+    state = {k: v.contiguous() for k, v in network.state_dict().items()}
+    save_file(state, str(out / WEIGHTS), metadata=meta)
+    write_json_atomic(out / "normalization.json", {
+        "input_mean": float(network.norm.mean), "input_std": float(network.norm.std),
+        "targets": list(task.targets.columns), "units": list(task.targets.units),
+        "target_scale": task.targets.scale().tolist(),
+        "target_offset": task.targets.offset().tolist(),
+    })
+    save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in density.state_arrays().items()},
+              str(out / "ood.safetensors"))
+    val_coverage = calibrator.coverage(val_mean, val_sigma, val_set.targets)
+    write_json_atomic(out / "calibration.json", {
+        "conformal": calibrator.to_dict(),
+        "ood": {"score": "Mahalanobis distance of pooled features (Lee et al. 2018)",
+                "threshold": float(density.threshold), "quantile": 0.99},
+        "val_coverage": np.asarray(val_coverage).tolist(),
+    })
+    return {"val_coverage": float(np.mean(val_coverage))}
+
+
+def _without_observer(dataset):
+    import copy
+
+    clean = copy.copy(dataset)
+    clean.observer = None
+    return clean
+
+
+class Predictor:
+    """A trained run, ready to predict: ``Predictor(run_dir).predict(observables)``."""
+
+    def __init__(self, run_dir: Path, device: str | None = None) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from retroscope.train.module import Network
+        from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity
+
+        self.run_dir = Path(run_dir)
+        weights = self.run_dir / WEIGHTS
+        if not weights.exists():
+            from retroscope.train.fit import RunError
+
+            raise RunError(f"{self.run_dir}: no {WEIGHTS}; is this a finished retroscope run?")
+        with safe_open(str(weights), framework="pt") as f:
+            self.meta = f.metadata()
+        task = get_task(self.meta["task"])
+        task_config = json.loads(self.meta.get("task_config", "{}"))
+        if task_config and task_config != task.config():
+            task = task.with_config(**task_config)
+        self.task = task
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.network = Network(self.meta["model"], json.loads(self.meta["model_kwargs"]),
+                               int(self.meta["out_dim"]))
+        self.network.load_state_dict(load_file(str(weights)))
+        self.network.eval().to(self.device)
+        self.input_shape = tuple(json.loads(self.meta["input_shape"]))
+        calib = json.loads((self.run_dir / "calibration.json").read_text())
+        self.calibrator = ConformalCalibrator.from_dict(calib["conformal"])
+        arrays = {k: v.numpy() for k, v in load_file(str(self.run_dir / "ood.safetensors")).items()}
+        self.density = FeatureDensity.from_state_arrays(arrays, threshold=calib["ood"]["threshold"])
+
+    def inputs(self, observables) -> np.ndarray:
+        """Stack observables into network inputs, checking their shape."""
+        xs = []
+        for i, obs in enumerate(observables):
+            x = self.task.network_input(obs)
+            if tuple(x.shape) != self.input_shape:
+                raise ValueError(f"input {i}: shape {tuple(x.shape)} after preprocessing, the "
+                                 f"network expects {self.input_shape}")
+            xs.append(x)
+        return np.stack(xs).astype(np.float32)
+
+    def predict_inputs(self, x: np.ndarray, batch_size: int = 256) -> Prediction:
+        mean, sigma, feats = run_network(self.network, x, batch_size, self.device)
+        return self._prediction(mean, sigma, feats)
+
+    def predict(self, observables, batch_size: int = 256) -> Prediction:
+        return self.predict_inputs(self.inputs(observables), batch_size)
+
+    def _prediction(self, mean, sigma, feats) -> Prediction:
+        targets = self.task.targets
+        low, high = self.calibrator.interval(mean, sigma)
+        scale, offset = targets.scale(), targets.offset()
+        score = self.density.score(feats)
+        return Prediction(
+            columns=targets.columns, units=targets.units,
+            value=mean * scale + offset, low=low * scale + offset, high=high * scale + offset,
+            sigma=sigma * np.abs(scale), ood_score=score, ood_flag=score > self.density.threshold,
+            record=targets.decode(mean))

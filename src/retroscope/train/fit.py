@@ -1,0 +1,178 @@
+"""``retroscope train``: fit a task's network on a simulated dataset and write a run directory.
+
+The run directory is everything needed to predict later on another machine::
+
+    config.json          the resolved configuration (task, task settings, model, training)
+    model.safetensors    weights, with metadata (task, model, input shape, targets, version)
+    normalization.json   input statistics of the training split and the target encoding
+    calibration.json     split-conformal interval scales and the OOD score threshold
+    ood.safetensors      the Gaussian feature model behind the OOD score
+    checkpoints/         Lightning checkpoints (last.ckpt resumes an interrupted run)
+    logs/                CSV logs (MLflow when asked)
+
+Training uses Lightning: AdamW with a one-cycle learning-rate schedule, checkpointing every
+epoch, early stopping on the validation loss, CUDA when present and the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retroscope import __version__
+from retroscope.core.task import Task
+from retroscope.data.shards import Manifest, write_json_atomic
+
+
+class RunError(RuntimeError):
+    """A run directory is missing, incomplete, or would be overwritten."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored as config.json)."""
+
+    task: str
+    data: str
+    model: str
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    augment: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    in_memory: bool = True
+    max_minutes: float | None = None
+    coverage: float = 0.9
+    tracking: str = "csv"
+    tracking_uri: str | None = None
+    limit_train: int | None = None
+    task_config: dict = field(default_factory=dict)
+    data_hash: str = ""
+    code_version: str = __version__
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int):
+    from torch.utils.data import DataLoader
+
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g,
+                      num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
+                      persistent_workers=False)
+
+
+def _input_stats(dataset, n: int = 512) -> tuple[float, float]:
+    idx = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
+    xs = np.stack([dataset.task.network_input(dataset.observable(int(i))) for i in idx])
+    return float(xs.mean()), float(xs.std() + 1e-6)
+
+
+def _logger(cfg: TrainConfig, out: Path):
+    if cfg.tracking == "mlflow":
+        try:
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ImportError as exc:  # pragma: no cover - depends on the optional extra
+            raise RunError("--tracking mlflow needs the extra: pip install 'retroscope[tracking]'") from exc
+        uri = cfg.tracking_uri or f"sqlite:///{(out / 'mlflow.db').resolve()}"
+        return MLFlowLogger(experiment_name=f"retroscope-{cfg.task}", tracking_uri=uri,
+                            run_name=out.name)
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(save_dir=str(out), name="logs", version="")
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            if not (out / "checkpoints" / "last.ckpt").exists():
+                raise RunError(f"{out}: nothing to resume (no checkpoints/last.ckpt)")
+            return
+        if not overwrite:
+            raise RunError(f"{out} already holds a run; use --resume to continue it, "
+                           "--overwrite to replace it, or another --out")
+        shutil.rmtree(out)
+    elif resume:
+        raise RunError(f"{out}: nothing to resume")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
+          overwrite: bool = False, progress: bool = True) -> dict:
+    """Train, calibrate and save a run; return the summary (also in config.json's folder)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from retroscope.data.dataset import ShardDataset
+    from retroscope.train.module import Network, RegressionModule
+
+    out = Path(out)
+    prepare_run_dir(out, resume, overwrite)
+    if resume:
+        stored = json.loads((out / "config.json").read_text())
+        cfg = TrainConfig(**{**stored, "epochs": max(cfg.epochs, stored["epochs"])})
+    manifest = Manifest.load(Path(cfg.data))
+    cfg.data_hash = manifest.config_hash
+    cfg.task_config = manifest.config
+    if manifest.config != task.config():
+        task = task.with_config(**manifest.config)
+    write_json_atomic(out / "config.json", asdict(cfg))
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    observer = task.observe(train=True) if cfg.augment else None
+    if observer is not None:
+        from retroscope.core.observe import OnlineObserver
+
+        observer = OnlineObserver(observer, seed=cfg.seed)
+    train_set = ShardDataset(cfg.data, task, "train", observer=observer,
+                             in_memory=cfg.in_memory, limit=cfg.limit_train)
+    val_set = ShardDataset(cfg.data, task, "val", in_memory=cfg.in_memory)
+    train_loader = _loader(train_set, cfg.batch_size, True, cfg.num_workers, cfg.seed)
+    val_loader = _loader(val_set, cfg.batch_size, False, cfg.num_workers, cfg.seed)
+
+    network = Network(cfg.model, cfg.model_kwargs, task.targets.dim)
+    mean, std = _input_stats(train_set)
+    network.norm.mean.fill_(mean)
+    network.norm.std.fill_(std)
+    module = RegressionModule(network, align=task.targets.align, lr=cfg.lr,
+                              weight_decay=cfg.weight_decay, epochs=cfg.epochs,
+                              steps_per_epoch=len(train_loader))
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
+                           mode="min", save_last=True)
+    callbacks = [ckpt, EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min")]
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices=1,
+                        callbacks=callbacks, logger=_logger(cfg, out),
+                        enable_progress_bar=progress, enable_model_summary=False,
+                        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+                        deterministic=False, log_every_n_steps=10)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader,
+                ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
+    train_seconds = time.perf_counter() - t0
+    best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    network = module.network.cpu().eval()
+
+    from retroscope.infer.predictor import calibrate_and_save
+
+    summary = calibrate_and_save(task, network, cfg, out, train_set, val_set)
+    summary.update({"train_seconds": train_seconds, "epochs_run": trainer.current_epoch,
+                    "n_train": len(train_set), "n_val": len(val_set),
+                    "device": str(trainer.strategy.root_device)})
+    write_json_atomic(out / "train_summary.json", summary)
+    train_set.close()
+    val_set.close()
+    return summary

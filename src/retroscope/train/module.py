@@ -1,0 +1,100 @@
+"""The LightningModule that trains every regression task.
+
+The network predicts, per target column, a mean and a log-variance (a heteroscedastic head,
+Nix & Weigend 1994; Kendall & Gal 2017). The mean is trained with the mean-squared error (the
+loss of Stielow et al. 2020, Sec. 3) and the variance with the Gaussian negative
+log-likelihood given the *detached* mean, so that learning the uncertainty never trades
+accuracy of the mean for a wider variance (the failure mode of the plain NLL analysed by
+Seitzer et al., ICLR 2022). Before the loss, the task may replace each target by its
+symmetry-equivalent closest to the prediction (``Targets.align``): an icosahedron rotated by a
+symmetry element is the same icosahedron, and the loss must not punish that.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+
+class InputNormalization(nn.Module):
+    """(x - mean) / std with the training-set statistics stored as buffers."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Network(nn.Module):
+    """Input normalisation followed by a registered model with a heteroscedastic head."""
+
+    def __init__(self, model_name: str, model_kwargs: dict, out_dim: int) -> None:
+        super().__init__()
+        from retroscope.models import build_model
+
+        self.norm = InputNormalization()
+        self.body = build_model(model_name, out_dim=out_dim, head="heteroscedastic",
+                                **model_kwargs)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar, _ = self.forward_with_features(x)
+        return mean, logvar
+
+    def forward_with_features(self, x: torch.Tensor):
+        """(mean, log-variance, pooled features): one pass for predictions and OOD scores."""
+        features = self.body.embed(self.norm(x))
+        y = self.body.fc(self.body.dropout(features))
+        mean, logvar = y[:, : self.out_dim], y[:, self.out_dim:]
+        return mean, logvar.clamp(-16.0, 8.0), features
+
+
+class RegressionModule(L.LightningModule):
+    def __init__(self, network: Network, align=None, lr: float = 2e-3,
+                 weight_decay: float = 1e-4, epochs: int = 10,
+                 steps_per_epoch: int | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.align = align
+        self.save_hyperparameters(ignore=["network", "align"])
+
+    def forward(self, x):
+        return self.network(x)
+
+    def _step(self, batch, stage: str):
+        x, y = batch
+        mean, logvar = self.network(x)
+        if self.align is not None:
+            y = self.align(mean.detach(), y)
+        mse = torch.mean((mean - y) ** 2)
+        nll = 0.5 * torch.mean(logvar + (y - mean.detach()) ** 2 * torch.exp(-logvar))
+        loss = mse + nll
+        self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
+                 batch_size=len(x))
+        self.log(f"{stage}_mse", mse, on_epoch=True, on_step=False, batch_size=len(x))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def on_train_epoch_start(self) -> None:
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        steps = hp.steps_per_epoch or self.trainer.estimated_stepping_batches // max(hp.epochs, 1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=hp.lr, epochs=hp.epochs, steps_per_epoch=max(int(steps), 1),
+            pct_start=0.15)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
