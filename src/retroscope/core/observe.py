@@ -340,23 +340,24 @@ class Jitter(Filter):
     """Jitter distortion (App. D): resample the image on a smoothly displaced grid.
 
     The displacement field (dy, dx) is bilinear interpolation of random values in [-1, 1] on
-    an ``n_knots`` x ``n_knots`` grid of control points, scaled by an amplitude drawn
-    uniformly up to ``max_px`` pixels, so no pixel moves more than ``max_px`` along either
-    axis. Bilinear resampling, border values beyond the edge.
+    a grid of control points at most ``spacing_px`` pixels apart (corners included), scaled by
+    an amplitude drawn uniformly up to ``max_px`` pixels: no pixel moves more than ``max_px``
+    along either axis, and neighbouring pixels move by at most ``2 max_px / spacing_px``
+    relative to each other. Bilinear resampling, edge values beyond the edge.
     """
 
     max_px: float = 2.0
-    n_knots: int = 8
+    spacing_px: float = 16.0
 
     def __post_init__(self) -> None:
         _check_range(self, "max_px", self.max_px, 0.0, math.inf)
-        if not isinstance(self.n_knots, int) or self.n_knots < 2:
-            raise ValueError(f"Jitter.n_knots must be an integer >= 2, got {self.n_knots!r}")
+        _check_range(self, "spacing_px", self.spacing_px, 1.0, math.inf)
 
     def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
+        knots = [math.ceil((n - 1) / self.spacing_px) + 1 for n in x.shape[-2:]]
         return {
             "amplitude_px": _uniform(g, 0.0, self.max_px),
-            "knots": 2.0 * _rand(g, (2, self.n_knots, self.n_knots)) - 1.0,
+            "knots": 2.0 * _rand(g, (2, max(knots[0], 2), max(knots[1], 2))) - 1.0,
         }
 
     def apply(self, x: Tensor, amplitude_px: float, knots: Tensor) -> Tensor:

@@ -141,8 +141,9 @@ class Task(ABC):
         """Preprocessing settings matching the files the demo writes."""
         return {}
 
-    def baseline(self):
-        """The classical method the network is compared with, or None."""
+    def baseline(self, **kwargs):
+        """The classical method the network is compared with (an object with ``compare``),
+        or None."""
         return None
 
     def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:

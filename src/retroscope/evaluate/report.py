@@ -53,7 +53,7 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     task_metrics = task.metrics(dataset.params, pred.record)
     metrics = {
         "split": split, "n": len(dataset), "data": str(data),
-        "nominal_coverage": predictor.calibrator.coverage_level,
+        "nominal_coverage": predictor.calibrator.level,
         "coverage_mean": float(inside.mean()),
         "targets": per_target,
         "task_metrics": {k: summarise(v) for k, v in task_metrics.items()},
@@ -67,24 +67,34 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     ]
     written += task.plots(dataset.params, pred.record, plot_dir, task_metrics)
     if baseline_n > 0:
-        metrics["baseline"] = run_baseline(task, dataset, pred, task_metrics, baseline_n,
-                                           plot_dir, baseline_kwargs or {}, progress)
+        metrics["baseline"] = run_baseline(task, dataset, pred, baseline_n, plot_dir,
+                                           baseline_kwargs or {}, progress,
+                                           network_sims=_training_simulations(run_dir))
     metrics["plots"] = [str(p) for p in written]
     write_json_atomic(out / "metrics.json", metrics)
     dataset.close()
     return metrics
 
 
-def run_baseline(task, dataset, pred, task_metrics, n: int, plot_dir: Path, kwargs: dict,
-                 progress: bool) -> dict:
+def _training_simulations(run_dir: Path) -> int | None:
+    """Simulations the network cost: its training set (and validation set) size."""
+    import json
+
+    path = Path(run_dir) / "train_summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return int(summary.get("n_train", 0) + summary.get("n_val", 0))
+
+
+def run_baseline(task, dataset, pred, n: int, plot_dir: Path, kwargs: dict,
+                 progress: bool, network_sims: int | None = None) -> dict:
     """Run the task's classical method on the first ``n`` samples and compare."""
-    baseline = task.baseline()
+    baseline = task.baseline(**kwargs)
     if baseline is None:
         return {"available": False}
     idx = np.arange(min(n, len(dataset)))
     observables = [dataset.observable(int(i)) for i in idx]
     truth = {k: v[idx] for k, v in dataset.params.items()}
-    result = baseline.compare(observables, truth, pred_record={k: v[idx] for k, v in
-                                                               pred.record.items()},
-                              plot_dir=plot_dir, progress=progress, **kwargs)
-    return result
+    return baseline.compare(observables, truth, {k: v[idx] for k, v in pred.record.items()},
+                            plot_dir=plot_dir, progress=progress, network_sims=network_sims)

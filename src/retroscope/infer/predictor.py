@@ -72,10 +72,11 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
 
     clean_train = _without_observer(train_set)
     _, _, train_feat = run_network(network, Subset(clean_train, idx))
-    calibrator = ConformalCalibrator().fit(val_mean, val_sigma, val_set.targets,
-                                           coverage=cfg.coverage)
-    density = FeatureDensity().fit(train_feat)
-    density.set_threshold(val_feat, quantile=0.99)
+    calibrator = ConformalCalibrator.fit(val_mean, val_sigma, val_set.targets,
+                                         coverage=cfg.coverage)
+    # the 99% level needs >= 99 validation points; smaller sets use their largest score
+    ood_level = min(0.99, len(val_feat) / (len(val_feat) + 1.0) - 1e-6)
+    density = FeatureDensity.fit(train_feat, val_feat, quantile=ood_level)
 
     input_shape = list(val_set[0][0].shape)
     meta = {
@@ -97,13 +98,15 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
         "target_scale": task.targets.scale().tolist(),
         "target_offset": task.targets.offset().tolist(),
     })
-    save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in density.state_arrays().items()},
-              str(out / "ood.safetensors"))
+    from safetensors.numpy import save_file as save_numpy
+
+    save_numpy({k: np.ascontiguousarray(v) for k, v in density.state_arrays().items()},
+               str(out / "ood.safetensors"))
     val_coverage = calibrator.coverage(val_mean, val_sigma, val_set.targets)
     write_json_atomic(out / "calibration.json", {
         "conformal": calibrator.to_dict(),
         "ood": {"score": "Mahalanobis distance of pooled features (Lee et al. 2018)",
-                "threshold": float(density.threshold), "quantile": 0.99},
+                "threshold": float(density.threshold), "quantile": ood_level},
         "val_coverage": np.asarray(val_coverage).tolist(),
     })
     return {"val_coverage": float(np.mean(val_coverage))}
@@ -122,6 +125,7 @@ class Predictor:
 
     def __init__(self, run_dir: Path, device: str | None = None) -> None:
         from safetensors import safe_open
+        from safetensors.numpy import load_file as load_numpy
         from safetensors.torch import load_file
 
         from retroscope.train.module import Network
@@ -148,8 +152,8 @@ class Predictor:
         self.input_shape = tuple(json.loads(self.meta["input_shape"]))
         calib = json.loads((self.run_dir / "calibration.json").read_text())
         self.calibrator = ConformalCalibrator.from_dict(calib["conformal"])
-        arrays = {k: v.numpy() for k, v in load_file(str(self.run_dir / "ood.safetensors")).items()}
-        self.density = FeatureDensity.from_state_arrays(arrays, threshold=calib["ood"]["threshold"])
+        arrays = load_numpy(str(self.run_dir / "ood.safetensors"))
+        self.density = FeatureDensity.from_state_arrays(arrays)
 
     def inputs(self, observables) -> np.ndarray:
         """Stack observables into network inputs, checking their shape."""

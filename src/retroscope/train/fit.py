@@ -106,8 +106,13 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
-          overwrite: bool = False, progress: bool = True) -> dict:
-    """Train, calibrate and save a run; return the summary (also in config.json's folder)."""
+          overwrite: bool = False, progress: bool = True, callbacks: list | None = None) -> dict:
+    """Train, calibrate and save a run; return the summary (also in ``train_summary.json``).
+
+    ``resume=True`` continues an interrupted run from ``checkpoints/last.ckpt`` with the
+    configuration stored in the run (the learning-rate schedule is planned for its epochs).
+    ``callbacks`` are extra Lightning callbacks.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -117,8 +122,7 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     out = Path(out)
     prepare_run_dir(out, resume, overwrite)
     if resume:
-        stored = json.loads((out / "config.json").read_text())
-        cfg = TrainConfig(**{**stored, "epochs": max(cfg.epochs, stored["epochs"])})
+        cfg = TrainConfig(**json.loads((out / "config.json").read_text()))
     manifest = Manifest.load(Path(cfg.data))
     cfg.data_hash = manifest.config_hash
     cfg.task_config = manifest.config
@@ -147,7 +151,8 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
                               steps_per_epoch=len(train_loader))
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss",
                            mode="min", save_last=True)
-    callbacks = [ckpt, EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min")]
+    callbacks = [ckpt, EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"),
+                 *(callbacks or [])]
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
 

@@ -16,6 +16,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from retroscope.train.uncertainty import gaussian_nll
+
 
 class InputNormalization(nn.Module):
     """(x - mean) / std with the training-set statistics stored as buffers."""
@@ -71,7 +73,7 @@ class RegressionModule(L.LightningModule):
         if self.align is not None:
             y = self.align(mean.detach(), y)
         mse = torch.mean((mean - y) ** 2)
-        nll = 0.5 * torch.mean(logvar + (y - mean.detach()) ** 2 * torch.exp(-logvar))
+        nll = gaussian_nll(mean.detach(), logvar, y)
         loss = mse + nll
         self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
                  batch_size=len(x))

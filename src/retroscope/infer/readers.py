@@ -1,0 +1,298 @@
+"""Readers for experimental image files: PNG, TIFF, NPY, HDF5 and CXI.
+
+:func:`read_images` turns one file into a list of ``(label, frame)`` pairs, ``frame`` a 2D
+float array holding the stored values unscaled (turning them into network input is the task's
+``preprocess``). The label is the file name, with ``[i]`` appended for each frame of a file
+that holds a stack (a 3D array, a multi-page TIFF, an animated PNG), ``i`` counting from 0.
+
+=================  ==========================================================================
+extension          content
+=================  ==========================================================================
+``.png``           8- or 16-bit grayscale (RGB and palette images become luminance,
+                   ITU-R BT.601 weights; alpha is ignored), read with Pillow
+``.tif, .tiff``    8/16/32-bit integer or float pages, one frame per page, read with tifffile
+``.npy``           a 2D image or a 3D stack (N, H, W)
+``.h5, .hdf5,``    ``/entry_1/data_1/data``, else ``/entry_N/instrument_1/detector_1/data`` of
+``.cxi``           the lowest N that has one (CXI conventions, https://www.cxidb.org/cxi.html),
+                   or the dataset named as ``file.h5::/path/to/data`` or with ``dataset=``
+=================  ==========================================================================
+
+Anything wrong with a file raises :class:`ReadError`, whose message names the file (and the
+HDF5 dataset) and the reason: missing, unreadable or corrupt, unknown extension, empty, not
+2D or 3D, non-numeric, or not finite. Nothing is clipped or repaired, and files are only ever
+opened for reading.
+
+:func:`write_png` and :func:`write_cxi` write the files the demo and the tests read back; both
+write a temporary file next to the target and ``os.replace`` it, so a reader (or a watched
+folder) never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import tifffile
+from PIL import Image
+
+__all__ = ["CXI_DATA", "CXI_VERSION", "EXTENSIONS", "ReadError", "read_images", "write_cxi",
+           "write_png"]
+
+#: file extension -> format
+EXTENSIONS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".h5": "hdf5",
+              ".hdf5": "hdf5", ".cxi": "hdf5"}
+#: where CXI files keep their images (:func:`write_cxi` writes here)
+CXI_DATA = "/entry_1/data_1/data"
+#: the CXI version written by :func:`write_cxi` (1.5)
+CXI_VERSION = 150
+
+_ENTRY = re.compile(r"entry_(\d+)")
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's RGB -> "L"
+
+
+class ReadError(Exception):
+    """A file (or a dataset in it) that cannot be read as images; says which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(os.fspath(path), reason)
+        self.path = os.fspath(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def read_images(
+    path: str | os.PathLike, dataset: str | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """Every frame of an image file as ``(label, 2D float array)``; see the module docstring.
+
+    ``dataset`` (or a ``::/path`` suffix on ``path``) names the HDF5 dataset to read. Integer
+    data of up to 16 bits and float32 come back as float32, wider types as float64.
+    Raises :class:`ReadError` for any file that cannot be read as finite images.
+    """
+    text = os.fspath(path)
+    if "::" in text:
+        text, _, inner = text.partition("::")
+        if dataset is not None and dataset != inner:
+            raise ReadError(path, f"two datasets named: {inner!r} in the path and {dataset!r}")
+        dataset = inner
+    file = Path(text)
+    if not file.exists():
+        raise ReadError(file, "no such file")
+    if not file.is_file():
+        raise ReadError(file, "not a regular file")
+    kind = EXTENSIONS.get(file.suffix.lower())
+    if kind is None:
+        raise ReadError(file, f"unknown extension {file.suffix!r}; expected one of "
+                              f"{', '.join(EXTENSIONS)}")
+    if kind == "hdf5":
+        source, data = _read_hdf5(file, dataset)
+        return _frames(source, file.name, data)
+    if dataset is not None:
+        raise ReadError(file, f"dataset {dataset!r} named, but a {kind.upper()} file has none")
+    if kind == "npy":
+        return _frames(str(file), file.name, _read_npy(file))
+    pages = _read_png(file) if kind == "png" else _read_tiff(file)
+    if len(pages) == 1:
+        return [_check_frame(str(file), file.name, pages[0])]
+    return [_check_frame(str(file), file.name, p, i) for i, p in enumerate(pages)]
+
+
+# --------------------------------------------------------------------------------------------
+# checks shared by all formats
+
+
+def _frames(source: str, name: str, data: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Split a 2D image or a 3D stack (N, H, W) into checked, labelled frames."""
+    if data.ndim not in (2, 3):
+        what = "empty array" if data.size == 0 else "expected a 2D image or a 3D stack (N, H, W)"
+        raise ReadError(source, f"{what}, got shape {data.shape}")
+    if data.ndim == 2:
+        return [_check_frame(source, name, data)]
+    if len(data) == 0:
+        raise ReadError(source, f"empty stack, got shape {data.shape}")
+    return [_check_frame(source, name, frame, i) for i, frame in enumerate(data)]
+
+
+def _check_frame(
+    source: str, name: str, frame: np.ndarray, index: int | None = None
+) -> tuple[str, np.ndarray]:
+    """``(label, float frame)`` for frame ``index`` of a stack (``None``: a single image)."""
+    where = "" if index is None else f"frame {index}: "
+    if frame.dtype.kind not in "biuf":
+        raise ReadError(source, f"{where}expected real numbers, got dtype {frame.dtype}")
+    if frame.size == 0:
+        raise ReadError(source, f"{where}zero-size frame, shape {frame.shape}")
+    frame = frame.astype(np.result_type(frame.dtype, np.float32), copy=False)
+    finite = np.isfinite(frame)
+    if not finite.all():
+        n_nan = int(np.isnan(frame).sum())
+        if n_nan == frame.size:
+            reason = "NaN-filled: every value is NaN"
+        else:
+            n_inf = frame.size - int(finite.sum()) - n_nan
+            reason = f"NaN-filled: {n_nan} NaN and {n_inf} infinite of {frame.size} values"
+        raise ReadError(source, f"{where}{reason}")
+    return (name if index is None else f"{name}[{index}]"), frame
+
+
+# --------------------------------------------------------------------------------------------
+# formats
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., :3].astype(np.float64) @ _LUMA
+
+
+def _read_png(file: Path) -> list[np.ndarray]:
+    pages = []
+    try:
+        with Image.open(file) as im:
+            if im.format != "PNG":
+                raise ReadError(file, f"not a PNG file (Pillow reads it as {im.format})")
+            for i in range(getattr(im, "n_frames", 1)):
+                im.seek(i)
+                if im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16"):
+                    pages.append(np.asarray(im))
+                elif im.mode in ("LA", "La"):
+                    pages.append(np.asarray(im)[..., 0])
+                else:
+                    pages.append(_luminance(np.asarray(im.convert("RGB"))))
+    except ReadError:
+        raise
+    except Exception as e:  # Pillow raises many types for corrupt files
+        raise ReadError(file, f"unreadable or corrupt PNG ({type(e).__name__}: {e})") from e
+    return pages
+
+
+def _read_tiff(file: Path) -> list[np.ndarray]:
+    try:
+        with tifffile.TiffFile(file) as tif:
+            pages = [(p.asarray(), p.axes, p.photometric) for p in tif.pages]
+    except Exception as e:  # tifffile raises many types for corrupt files
+        raise ReadError(file, f"unreadable or corrupt TIFF ({type(e).__name__}: {e})") from e
+    if not pages:
+        raise ReadError(file, "unreadable or corrupt TIFF (no image page found)")
+    gray = []
+    for i, (a, axes, photometric) in enumerate(pages):
+        if "S" in axes:
+            a = np.moveaxis(a, axes.index("S"), -1)
+            if photometric != tifffile.PHOTOMETRIC.RGB or a.shape[-1] < 3:
+                raise ReadError(file, f"page {i}: {a.shape[-1]} samples per pixel with "
+                                      f"photometric {photometric.name}; expected gray or RGB")
+            a = _luminance(a)
+        if a.ndim != 2:
+            raise ReadError(file, f"page {i}: expected a 2D page, got axes {axes!r}")
+        gray.append(a)
+    return gray
+
+
+def _read_npy(file: Path) -> np.ndarray:
+    try:
+        with open(file, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.ndarray):
+                raise ReadError(file, "an NPZ archive, not an NPY array")
+    except ReadError:
+        raise
+    except Exception as e:
+        raise ReadError(file, f"unreadable or corrupt NPY ({type(e).__name__}: {e})") from e
+    return data
+
+
+def _read_hdf5(file: Path, dataset: str | None) -> tuple[str, np.ndarray]:
+    """``(source, array)``: source names the file and the dataset read."""
+    try:
+        h5 = h5py.File(file, "r")
+    except Exception as e:
+        raise ReadError(file, f"not a readable HDF5 file ({type(e).__name__}: {e})") from e
+    with h5:
+        name = dataset if dataset is not None else _find_cxi_data(h5, file)
+        source = f"{file}::{name}"
+        try:
+            obj = h5.get(name)
+            if isinstance(obj, h5py.Dataset):
+                return source, np.asarray(obj[()])
+        except Exception as e:
+            raise ReadError(source, f"cannot read ({type(e).__name__}: {e})") from e
+    if obj is None:
+        raise ReadError(source, "no such dataset")
+    raise ReadError(source, f"a {type(obj).__name__}, not a dataset")
+
+
+def _find_cxi_data(h5: h5py.File, file: Path) -> str:
+    if CXI_DATA in h5:
+        return CXI_DATA
+    entries = sorted((int(m[1]), key) for key in h5 if (m := _ENTRY.fullmatch(key)))
+    for _, entry in entries:
+        name = f"/{entry}/instrument_1/detector_1/data"
+        if name in h5:
+            return name
+    raise ReadError(file, f"no image dataset: neither {CXI_DATA} nor "
+                          "/entry_N/instrument_1/detector_1/data exists; name one as "
+                          "'FILE::/path/to/data' or with dataset=")
+
+
+# --------------------------------------------------------------------------------------------
+# writers
+
+
+def _write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_png(path: str | os.PathLike, image01: np.ndarray) -> Path:
+    """Write a 2D image with values in [0, 1] as a 16-bit grayscale PNG (0 -> 0, 1 -> 65535).
+
+    Values outside [0, 1] or not finite raise ``ValueError``; nothing is clipped.
+    """
+    img = np.asarray(image01, dtype=np.float64)
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError(f"write_png {path}: expected a non-empty 2D image, got shape {img.shape}")
+    if not (np.isfinite(img).all() and img.min() >= 0.0 and img.max() <= 1.0):
+        raise ValueError(f"write_png {path}: values must be finite and in [0, 1], got range "
+                         f"[{np.nanmin(img)}, {np.nanmax(img)}]")
+    counts = np.round(img * 65535.0).astype(np.uint16)
+    return _write_atomically(path, lambda tmp: Image.fromarray(counts).save(tmp, format="PNG"))
+
+
+def write_cxi(
+    path: str | os.PathLike, images: np.ndarray, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a stack (N, H, W) as a CXI file.
+
+    The images go to ``/entry_1/data_1/data``, hard-linked as
+    ``/entry_1/instrument_1/detector_1/data``, with ``/cxi_version``. ``extra`` maps further
+    HDF5 paths to values (e.g. ``{"/particles/particle_00/extrinsic_quaternion": q}``, as
+    Condor writes them). Values are written as given, so a test can also write bad data.
+    """
+    data = np.asarray(images)
+    if data.ndim != 3:
+        raise ValueError(f"write_cxi {path}: expected a stack (N, H, W), got shape {data.shape}")
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("cxi_version", data=CXI_VERSION)
+            f.require_group("/entry_1/instrument_1/detector_1")["data"] = f.create_dataset(
+                CXI_DATA, data=data)
+            for key, value in (extra or {}).items():
+                if key in f:
+                    raise ValueError(f"write_cxi {path}: extra field {key!r} already written")
+                f.create_dataset(key, data=value)
+
+    return _write_atomically(path, write)

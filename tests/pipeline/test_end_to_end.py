@@ -1,0 +1,115 @@
+"""simulate -> train -> evaluate -> predict on files, with the tiny blob task."""
+
+import json
+
+import numpy as np
+import pytest
+from lightning.pytorch.callbacks import Callback
+from typer.testing import CliRunner
+
+from retroscope.cli import app
+from retroscope.compute.campaign import generate
+from retroscope.evaluate.report import evaluate
+from retroscope.infer.batch import predict_files
+from retroscope.train.fit import RunError, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, blob_task):
+    root = tmp_path_factory.mktemp("e2e")
+    generate(blob_task, root / "data", 240, shard_size=64, seed=0, progress=False)
+    cfg = TrainConfig(task="blob-test", data=str(root / "data"), model="resnet18",
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=6,
+                      batch_size=32, lr=3e-3)
+    summary = train(blob_task, cfg, root / "run", progress=False)
+    return root, summary
+
+
+def test_run_directory_is_complete(trained):
+    root, summary = trained
+    run = root / "run"
+    for name in ("config.json", "model.safetensors", "normalization.json", "calibration.json",
+                 "ood.safetensors", "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    calib = json.loads((run / "calibration.json").read_text())
+    assert calib["conformal"]["coverage"] == 0.9
+    assert summary["n_train"] + summary["n_val"] < 240
+
+
+def test_evaluate_writes_metrics_and_plots(trained):
+    root, _ = trained
+    metrics = evaluate(root / "run", root / "data", "test", progress=False)
+    assert set(metrics["targets"]) == {"x0_px", "sigma_px"}
+    assert (root / "run" / "metrics.json").exists()
+    assert (root / "run" / "plots" / "predicted_vs_true.png").stat().st_size > 1000
+    assert 0.0 <= metrics["coverage_mean"] <= 1.0
+    # learned something: better than predicting the middle of the range (rmse ~ 10/sqrt(12))
+    assert metrics["targets"]["x0_px"]["rmse"] < 2.5
+
+
+def test_predict_files_reports_bad_files_and_keeps_going(trained, tmp_path, blob_task):
+    root, _ = trained
+    rng = np.random.default_rng(5)
+    params = {"x0_px": np.array([6.0]), "sigma_px": np.array([2.0])}
+    good = blob_task.simulate(params, rng)["image"][0]
+    np.save(tmp_path / "good.npy", good)
+    np.save(tmp_path / "nan.npy", np.full((13, 17), np.nan))
+    np.save(tmp_path / "wrong.npy", np.zeros((20, 20), dtype=np.float32))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    files = [tmp_path / n for n in ("good.npy", "nan.npy", "wrong.npy", "broken.png")]
+    rows, failures = predict_files(root / "run", files, out=tmp_path / "out.csv")
+    assert [r["input"] for r in rows] == ["good.npy"]
+    failed = {label.split("/")[-1]: reason for label, reason in failures}
+    assert {"nan.npy", "wrong.npy", "broken.png"} <= {k.split("[")[0] for k in failed}
+    assert any("expects" in r for r in failed.values())  # the wrong shape is explained
+    text = (tmp_path / "out.csv").read_text()
+    assert "good.npy" in text and "nan.npy" in text and "x0_px_low" in text
+    row = rows[0]
+    assert row["x0_px_low"] <= row["x0_px"] <= row["x0_px_high"]
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", str(root / "run"), str(files[0]), str(files[1])])
+    assert result.exit_code == 1  # something failed, and the exit code says so
+    assert "nan.npy" in result.output
+
+
+def test_existing_run_is_never_overwritten(trained, blob_task):
+    root, _ = trained
+    cfg = TrainConfig(task="blob-test", data=str(root / "data"), model="resnet18",
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=1)
+    before = (root / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="already holds a run"):
+        train(blob_task, cfg, root / "run", progress=False)
+    assert (root / "run" / "model.safetensors").read_bytes() == before
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterEpoch(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            raise Crash("simulated power cut")
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path, blob_task):
+    generate(blob_task, tmp_path / "data", 120, shard_size=64, seed=1, progress=False)
+    cfg = TrainConfig(task="blob-test", data=str(tmp_path / "data"), model="resnet18",
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=3, batch_size=32)
+    with pytest.raises(Crash):
+        train(blob_task, cfg, tmp_path / "run", progress=False, callbacks=[CrashAfterEpoch(1)])
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    epochs_seen = []
+
+    class Record(Callback):
+        def on_train_epoch_start(self, trainer, module):
+            epochs_seen.append(trainer.current_epoch)
+
+    summary = train(blob_task, cfg, tmp_path / "run", resume=True, progress=False,
+                    callbacks=[Record()])
+    assert epochs_seen[0] >= 1 and epochs_seen[-1] == 2  # picks up where it stopped, not at 0
+    assert summary["epochs_run"] == 3
