@@ -97,8 +97,10 @@ class Shape:
         v = np.asarray(self.vertices, dtype=np.float64)
         v = v / np.linalg.norm(v, axis=1).max()
         eq = ConvexHull(v).equations  # n . r + c <= 0 inside, one row per hull triangle
-        eq = np.unique(np.round(eq, 9), axis=0)  # merge the triangles of one face
-        return eq[:, :3] / np.linalg.norm(eq[:, :3], axis=1, keepdims=True), -eq[:, 3]
+        _, first = np.unique(np.round(eq, 8), axis=0, return_index=True)  # one row per face
+        eq = eq[np.sort(first)]
+        norm = np.linalg.norm(eq[:, :3], axis=1)
+        return eq[:, :3] / norm[:, None], -eq[:, 3] / norm
 
     @property
     def n_faces(self) -> int:
