@@ -92,7 +92,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
     max_minutes: Annotated[Optional[float], typer.Option(help="stop training after this")] = None,
-    augment: Annotated[bool, typer.Option(help="online detector imperfections")] = True,
+    augment: Annotated[float, typer.Option(help="fraction of samples given detector imperfections")] = 1.0,
     workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
     tracking: Annotated[str, typer.Option(help="csv or mlflow")] = "csv",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,

@@ -549,8 +549,7 @@ class PoissonNoise(Filter):
         relative = _like(counts, x) / peak_photons
         if self.log_decades is None:
             return relative
-        return torch.where(relative > 0,
-                           1.0 + torch.log10(relative.clamp_min(1e-300)) / self.log_decades, 0.0)
+        return torch.where(relative > 0, 1.0 + torch.log10(relative) / self.log_decades, 0.0)
 
 
 # --------------------------------------------------------------------------------------------

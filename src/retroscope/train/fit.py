@@ -47,7 +47,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     patience: int = 8
-    augment: bool = True
+    augment: float = 1.0  # probability that a training sample passes the task's imperfections
     seed: int = 0
     num_workers: int = 0
     in_memory: bool = True
@@ -88,6 +88,20 @@ def _logger(cfg: TrainConfig, out: Path):
     from lightning.pytorch.loggers import CSVLogger
 
     return CSVLogger(save_dir=str(out), name="logs", version="")
+
+
+def training_observer(task: Task, probability: float, seed: int):
+    """The task's online imperfections, applied to a fraction ``probability`` of samples."""
+    from retroscope.core.observe import Identity, OnlineObserver, RandomChoice
+
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"augment probability must lie in [0, 1], got {probability}")
+    transform = task.observe(train=True) if probability > 0 else None
+    if transform is None:
+        return None
+    if probability < 1.0:
+        transform = RandomChoice([Identity(), transform], weights=[1.0 - probability, probability])
+    return OnlineObserver(transform, seed=seed)
 
 
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -131,11 +145,7 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     write_json_atomic(out / "config.json", asdict(cfg))
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    observer = task.observe(train=True) if cfg.augment else None
-    if observer is not None:
-        from retroscope.core.observe import OnlineObserver
-
-        observer = OnlineObserver(observer, seed=cfg.seed)
+    observer = training_observer(task, cfg.augment, cfg.seed)
     train_set = ShardDataset(cfg.data, task, "train", observer=observer,
                              in_memory=cfg.in_memory, limit=cfg.limit_train)
     val_set = ShardDataset(cfg.data, task, "val", in_memory=cfg.in_memory)

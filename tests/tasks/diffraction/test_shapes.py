@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from retroscope.tasks.diffraction.shapes import (SHAPES, VoxelGrid, density, get_shape,
-                                                 signed_distance)
+from retroscope.tasks.diffraction.shapes import (
+    SHAPES,
+    VoxelGrid,
+    density,
+    get_shape,
+    signed_distance,
+)
 
 PHI = (1 + 5**0.5) / 2
 FINE = VoxelGrid(n_xy=48, n_z=48, box_nm=120.0, depth_nm=120.0)  # 2.5 nm voxels
@@ -40,7 +45,8 @@ def test_voxel_grid_is_centred():
     g = VoxelGrid(n_xy=64, n_z=128, box_nm=340.0, depth_nm=340.0)
     assert g.shape == (128, 64, 64)
     assert g.dx_nm == pytest.approx(340 / 64) and g.dz_nm == pytest.approx(340 / 128)
-    assert g.x_nm.mean() == pytest.approx(0, abs=1e-12) and g.z_nm.mean() == pytest.approx(0, abs=1e-12)
+    assert g.x_nm.mean() == pytest.approx(0, abs=1e-12)
+    assert g.z_nm.mean() == pytest.approx(0, abs=1e-12)
     assert np.allclose(np.diff(g.x_nm), g.dx_nm) and np.allclose(np.diff(g.z_nm), g.dz_nm)
     assert g.x_nm[-1] + g.dx_nm / 2 == pytest.approx(170.0)
 
@@ -112,7 +118,7 @@ def test_rotation_is_active():
     q = Rotation.from_euler("z", 90, degrees=True).as_quat()
     rho = density("decahedron", R_NM, q, grid)
     mid = grid.n_z // 2
-    iy = lambda y: int(np.argmin(np.abs(grid.y_nm - y)))  # noqa: E731
+    iy = lambda y: int(np.argmin(np.abs(grid.y_nm - y)))
     ix0 = int(np.argmin(np.abs(grid.x_nm)))
     # the vertex reaches y = +R; on -y the pentagon ends at an edge, R cos 36 deg = 0.81 R
     assert rho[mid, iy(0.9 * R_NM), ix0] > 0.5

@@ -12,7 +12,7 @@ quaternion, largest angle about 44.5 deg). Haar-uniform sampling follows Shoemak
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from scipy.optimize import nnls
@@ -20,7 +20,7 @@ from scipy.spatial import HalfspaceIntersection
 from scipy.spatial.transform import Rotation
 
 
-@lru_cache(maxsize=None)
+@cache
 def _group(name: str | None) -> Rotation:
     return Rotation.identity(1) if name is None else Rotation.create_group(name)
 
@@ -32,7 +32,8 @@ def group(name: str | None) -> Rotation:
 
 
 def icosahedral_group() -> Rotation:
-    """The 60 rotations mapping the icosahedron with vertices (0, +-1, +-phi) (cyclic) onto itself."""
+    """The 60 rotations mapping the icosahedron with vertices at the cyclic permutations of
+    (0, +-1, +-phi) onto itself."""
     return group("I")
 
 

@@ -76,18 +76,26 @@ class OrientationRadiusTargets(Targets):
         return torch.as_tensor(symmetry.group(self.group).as_quat(), dtype=torch.float32)
 
     def align(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Replace each target orientation by the symmetry-equivalent closest to the prediction.
+        """Replace each target orientation by the symmetry-equivalent that minimises the loss.
 
-        Works in physical quaternion units (equivalence is a property of rotations, not of
-        the scaled encoding) and returns the target re-encoded; the radius is untouched.
+        The candidates are ``+-(q g)`` for the 60 group elements ``g`` (all describe the same
+        cluster); the one whose *encoded* quaternion is closest to the prediction is kept, so
+        the loss is the minimum of the squared error over the symmetry. Near a face of the
+        fundamental domain this is the equivalent just across it; far from the domain (early
+        in training) the in-domain target wins, because the w axis is scaled by its small
+        range. The radius is untouched.
         """
-        scale = torch.as_tensor(self.scale(), dtype=target.dtype, device=target.device)
-        offset = torch.as_tensor(self.offset(), dtype=target.dtype, device=target.device)
-        q_t = target[:, :4] * scale[:4] + offset[:4]
-        q_p = pred[:, :4] * scale[:4] + offset[:4]
-        q_p = q_p / q_p.norm(dim=1, keepdim=True).clamp_min(1e-6)
-        aligned = symmetry.align_to_reference_torch(q_t, q_p, self._group_quats.to(target))
-        return torch.cat([(aligned - offset[:4]) / scale[:4], target[:, 4:]], dim=1)
+        scale = torch.as_tensor(self.scale()[:4], dtype=target.dtype, device=target.device)
+        offset = torch.as_tensor(self.offset()[:4], dtype=target.dtype, device=target.device)
+        q_t = target[:, :4] * scale + offset
+        group = self._group_quats.to(target)
+        cand = symmetry.quaternion_multiply_torch(q_t[:, None, :], group[None, :, :])
+        cand = torch.cat([cand, -cand], dim=1)  # (B, 2G, 4)
+        enc = (cand - offset) / scale
+        dist = ((enc - pred[:, None, :4]) ** 2).sum(-1)
+        best = dist.argmin(dim=1)
+        chosen = enc[torch.arange(len(enc), device=enc.device), best]
+        return torch.cat([chosen, target[:, 4:]], dim=1)
 
 
 def diffraction_errors(targets: OrientationRadiusTargets, true, pred) -> dict[str, np.ndarray]:
