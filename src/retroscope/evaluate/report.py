@@ -18,7 +18,8 @@ from retroscope.data.shards import write_json_atomic
 
 def summarise(values: np.ndarray) -> dict:
     v = np.asarray(values, dtype=np.float64)
-    return {"median": float(np.median(v)), "p90": float(np.percentile(v, 90)),
+    return {"median": float(np.median(v)), "p05": float(np.percentile(v, 5)),
+            "p90": float(np.percentile(v, 90)), "p95": float(np.percentile(v, 95)),
             "mean": float(np.mean(v)), "max": float(np.max(v)), "n": int(v.size)}
 
 
