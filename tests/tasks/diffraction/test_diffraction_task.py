@@ -129,3 +129,17 @@ def test_simplex_baseline_improves_on_its_start(small):
     errors = fit.errors_along(trace, {k: v[0] for k, v in params.items()},
                               np.array([1, 60]))
     assert errors.shape == (2,) and np.all(np.isfinite(errors))
+
+
+def test_png_and_cxi_of_one_pattern_give_the_same_input(task, tmp_path):
+    from retroscope.infer.readers import read_images, write_cxi, write_png
+
+    params = task.space.sample_uniform(1, np.random.default_rng(7))
+    x = task.network_input(task.simulate(params, None)["image"][0])[0]
+    write_png(tmp_path / "p.png", x)
+    write_cxi(tmp_path / "p.cxi", x[None])
+    (_, png), = read_images(tmp_path / "p.png")
+    (_, cxi), = read_images(tmp_path / "p.cxi")
+    a = task.network_input(task.preprocess(png, {"scale": "unit"}))
+    b = task.network_input(task.preprocess(cxi, {"scale": "unit"}))
+    assert np.abs(a - x).max() < 1e-3 and np.abs(b - x).max() < 1e-5

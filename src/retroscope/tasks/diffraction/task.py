@@ -103,8 +103,9 @@ class DiffractionTask(Task):
         """A detector image -> the stored form log10(I / max I) on the 128 x 128 q-grid.
 
         settings (per lab, TOML/JSON): ``scale`` = "linear" (counts, the default), "log10"
-        (log10 of the intensity) or "unit" (the network's [0, 1] scale, as retroscope writes
-        PNGs); ``center_px`` = [row, col] of the beam centre (default: the array centre);
+        (log10 of the intensity) or "unit" (the network's scale: the minimum is the floor
+        INPUT_DECADES below the maximum, in any integer or float coding, as retroscope writes
+        PNG and CXI files); ``center_px`` = [row, col] of the beam centre (default: the array centre);
         ``half_width_px`` = half-width of the crop around it that spans |q| <= 1.017 k (default:
         the largest square that fits). The crop is resampled bilinearly to 128 x 128.
         """
@@ -126,8 +127,11 @@ class DiffractionTask(Task):
                 a = np.maximum(np.log10(a / a.max()), floor)
         elif scale == "log10":
             a = np.maximum(a - a.max(), floor)
-        elif scale == "unit":
-            a = (np.clip(a, 0.0, 1.0) - 1.0) * INPUT_DECADES
+        elif scale == "unit":  # any integer or float coding: floor at the minimum, peak at max
+            span = a.max() - a.min()
+            if span <= 0:
+                raise ValueError("image is constant")
+            a = ((a - a.min()) / span - 1.0) * INPUT_DECADES
         else:
             raise ValueError(f"settings.scale must be linear, log10 or unit, got {scale!r}")
         cy, cx = s.get("center_px", ((a.shape[0] - 1) / 2, (a.shape[1] - 1) / 2))
