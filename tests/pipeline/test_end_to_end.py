@@ -113,3 +113,17 @@ def test_resume_continues_from_last_checkpoint(tmp_path, blob_task):
                     callbacks=[Record()])
     assert epochs_seen[0] >= 1 and epochs_seen[-1] == 2  # picks up where it stopped, not at 0
     assert summary["epochs_run"] == 3
+
+
+def test_mlflow_tracking_on_a_local_sqlite_store(tmp_path, blob_task):
+    mlflow = pytest.importorskip("mlflow")
+    generate(blob_task, tmp_path / "data", 100, shard_size=50, seed=2, progress=False)
+    cfg = TrainConfig(task="blob-test", data=str(tmp_path / "data"), model="resnet18",
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=1,
+                      batch_size=32, tracking="mlflow")
+    train(blob_task, cfg, tmp_path / "run", progress=False)
+    store = tmp_path / "run" / "mlflow.db"
+    assert store.exists()
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("retroscope-blob-test").experiment_id])
+    assert runs and "val_loss" in runs[0].data.metrics

@@ -40,7 +40,7 @@ class Dask:
             self.name = f"dask scheduler {address}"
         else:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                         processes=True, dashboard_address=None)
+                                         processes=True, dashboard_address=":0")
             self.client = Client(self._cluster)
             self.name = f"dask LocalCluster ({workers} workers)"
 
