@@ -15,26 +15,9 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-
-
-class ProcessPool:
-    """A spawn-context process pool with the executor interface (for machines without Dask)."""
-
-    def __init__(self, workers: int) -> None:
-        self.name = f"process pool ({workers})"
-        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-
-    def map(self, fn, jobs):
-        for future in as_completed([self.pool.submit(fn, *job) for job in jobs]):
-            yield future.result()
-
-    def close(self) -> None:
-        self.pool.shutdown()
 
 
 def main() -> None:
@@ -48,6 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # numpy MSFT in every worker
 
+    from retroscope.compute.executors import ProcessPool
     from retroscope.core.task import get_task
     from retroscope.tasks.diffraction.baseline import SimplexFit, fit_job, summarise_fits
 

@@ -13,25 +13,7 @@ import argparse
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
-
-
-class ProcessPool:
-    """Minimal executor for machines without Dask: a spawn-context process pool."""
-
-    def __init__(self, workers: int) -> None:
-        self.name = f"process pool ({workers})"
-        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-
-    def map(self, fn, jobs):
-        futures = [self.pool.submit(fn, *job) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
-
-    def close(self) -> None:
-        self.pool.shutdown()
 
 
 def main() -> None:
@@ -50,6 +32,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from retroscope.compute.campaign import generate
+    from retroscope.compute.executors import ProcessPool
     from retroscope.core.task import get_task
     from retroscope.evaluate.report import evaluate
     from retroscope.train.fit import TrainConfig, train

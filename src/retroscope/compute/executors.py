@@ -5,6 +5,7 @@ finishes (in completion order), so the caller can record progress after every sh
 interruption loses at most the shards still running.
 
 - :class:`InProcess` runs jobs one after the other (debugging, tiny sets, tests).
+- :class:`ProcessPool` uses local processes without Dask.
 - :class:`Dask` starts a ``distributed.LocalCluster`` with ``workers`` single-threaded worker
   processes (the embedded default), or joins an existing scheduler given by ``address``
   (a real cluster started with ``dask scheduler`` / ``dask worker tcp://host:8786``). Workers
@@ -26,6 +27,32 @@ class InProcess:
 
     def close(self) -> None:
         pass
+
+
+class ProcessPool:
+    """A spawn-context ``concurrent.futures`` process pool: parallel runs on one machine where
+    Dask is not installed (e.g. a lent GPU node). Same interface as :class:`Dask`."""
+
+    def __init__(self, workers: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        self.name = f"process pool ({workers} workers)"
+        self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+
+    def map(self, fn: Callable, jobs: Sequence[tuple]) -> Iterator[Any]:
+        from concurrent.futures import as_completed
+
+        futures = [self._pool.submit(fn, *job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown()
 
 
 class Dask:
