@@ -45,9 +45,10 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     true_cols = task.targets.columns_physical(dataset.params)
     inside = (true_cols >= pred.low) & (true_cols <= pred.high)
     targets = task.targets
+    decoded = targets.columns_physical(pred.record)  # e.g. quaternions reduced to the domain
     per_target = {
         name: {"unit": unit,
-               "rmse": float(np.sqrt(np.mean((pred.value[:, j] - true_cols[:, j]) ** 2))),
+               "rmse": float(np.sqrt(np.mean((decoded[:, j] - true_cols[:, j]) ** 2))),
                "coverage": float(inside[:, j].mean())}
         for j, (name, unit) in enumerate(zip(targets.columns, targets.units))
     }

@@ -3,9 +3,9 @@
 The network predicts, per target column, a mean and a log-variance (a heteroscedastic head,
 Nix & Weigend 1994; Kendall & Gal 2017). The mean is trained with the mean-squared error (the
 loss of Stielow et al. 2020, Sec. 3) and the variance with the Gaussian negative
-log-likelihood given the *detached* mean, so that learning the uncertainty never trades
-accuracy of the mean for a wider variance (the failure mode of the plain NLL analysed by
-Seitzer et al., ICLR 2022). Before the loss, the task may replace each target by its
+log-likelihood given the *detached* mean and *detached* features, so that learning the
+uncertainty never trades accuracy of the mean for a wider variance (the failure mode of the
+plain NLL analysed by Seitzer et al., ICLR 2022) and never destabilises the shared body. Before the loss, the task may replace each target by its
 symmetry-equivalent closest to the prediction (``Targets.align``): an icosahedron rotated by a
 symmetry element is the same icosahedron, and the loss must not punish that.
 """
@@ -48,10 +48,17 @@ class Network(nn.Module):
         return mean, logvar
 
     def forward_with_features(self, x: torch.Tensor):
-        """(mean, log-variance, pooled features): one pass for predictions and OOD scores."""
+        """(mean, log-variance, pooled features): one pass for predictions and OOD scores.
+
+        The log-variance rows of the head read *detached* features: the variance is learned on
+        top of the representation that the mean's loss shapes, and the likelihood's large
+        gradients for confident misses never reach the shared body.
+        """
         features = self.body.embed(self.norm(x))
-        y = self.body.fc(self.body.dropout(features))
-        mean, logvar = y[:, : self.out_dim], y[:, self.out_dim:]
+        h = self.body.dropout(features)
+        d = self.out_dim
+        mean = self.body.fc(h)[:, :d]
+        logvar = self.body.fc(h.detach())[:, d:]
         return mean, logvar.clamp(-16.0, 8.0), features
 
 

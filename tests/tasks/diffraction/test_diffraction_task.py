@@ -7,7 +7,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from retroscope.compute.campaign import generate
-from retroscope.compute.executors import Dask
+from retroscope.compute.executors import Dask, ProcessPool
 from retroscope.core.task import get_task
 from retroscope.data.shards import Manifest, read_shard
 from retroscope.tasks.diffraction import symmetry
@@ -95,9 +95,10 @@ def test_preprocess_recovers_a_pattern_from_a_larger_linear_detector(task):
         task.preprocess(np.ones((8, 8)), {"scale": "sqrt"})
 
 
-def test_dask_campaign_is_byte_identical_to_in_process(tmp_path, small):
+@pytest.mark.parametrize("executor_cls", [Dask, ProcessPool])
+def test_parallel_campaign_is_byte_identical_to_in_process(tmp_path, small, executor_cls):
     generate(small, tmp_path / "a", 12, shard_size=4, seed=5, progress=False)
-    executor = Dask(workers=2)
+    executor = executor_cls(workers=2)
     try:
         generate(small, tmp_path / "b", 12, shard_size=4, seed=5, executor=executor,
                  progress=False)
