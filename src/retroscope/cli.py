@@ -120,6 +120,17 @@ def train(
 
 
 @app.command()
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    data: Annotated[Optional[Path], typer.Option(help="dataset (default: the run's own)")] = None,
+) -> None:
+    """Refit a run's interval calibration and OOD threshold on a validation split."""
+    from retroscope.train.fit import recalibrate
+
+    console.print_json(json.dumps(recalibrate(run, data)))
+
+
+@app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     data: Annotated[Path, typer.Option("--data", help="dataset directory")],

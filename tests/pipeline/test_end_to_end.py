@@ -127,3 +127,18 @@ def test_mlflow_tracking_on_a_local_sqlite_store(tmp_path, blob_task):
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("retroscope-blob-test").experiment_id])
     assert runs and "val_loss" in runs[0].data.metrics
+
+
+def test_recalibrate_refits_intervals_without_touching_weights(trained):
+    from retroscope.train.fit import recalibrate
+
+    root, _ = trained
+    before = (root / "run" / "model.safetensors").read_bytes()
+    summary = recalibrate(root / "run")
+    assert 0.0 <= summary["val_coverage"] <= 1.0
+    from safetensors.torch import load_file
+
+    a = load_file(str(root / "run" / "model.safetensors"))
+    (root / "before.safetensors").write_bytes(before)
+    b = load_file(str(root / "before.safetensors"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)

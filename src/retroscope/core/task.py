@@ -79,6 +79,13 @@ class Targets(ABC):
         """
         return target
 
+    def align_numpy(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """:meth:`align` for numpy arrays (calibration and evaluation)."""
+        import torch
+
+        return self.align(torch.as_tensor(np.asarray(pred, dtype=np.float64)),
+                          torch.as_tensor(np.asarray(target, dtype=np.float64))).numpy()
+
 
 class Task(ABC):
     """Base class of every task. Subclasses set the attributes and implement ``simulate``."""

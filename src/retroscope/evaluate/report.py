@@ -42,13 +42,12 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     pred = predictor.predict_inputs(x)
     seconds = time.perf_counter() - t0
 
-    true_cols = task.targets.columns_physical(dataset.params)
-    inside = (true_cols >= pred.low) & (true_cols <= pred.high)
     targets = task.targets
-    decoded = targets.columns_physical(pred.record)  # e.g. quaternions reduced to the domain
+    true_cols = targets.columns_physical(dataset.params)
+    inside = pred.covers(targets, dataset.params)
     per_target = {
         name: {"unit": unit,
-               "rmse": float(np.sqrt(np.mean((decoded[:, j] - true_cols[:, j]) ** 2))),
+               "rmse": float(np.sqrt(np.mean((pred.value[:, j] - true_cols[:, j]) ** 2))),
                "coverage": float(inside[:, j].mean())}
         for j, (name, unit) in enumerate(zip(targets.columns, targets.units))
     }

@@ -27,17 +27,29 @@ WEIGHTS = "model.safetensors"
 
 @dataclass
 class Prediction:
-    """Network outputs for n inputs, in physical units per target column."""
+    """Network outputs for n inputs, in physical units per target column.
+
+    ``value`` is the decoded answer (e.g. a quaternion normalised and reduced into the
+    fundamental domain) and ``low``/``high`` = value -/+ ``half_width``, the calibrated
+    interval. ``raw_mean`` is the network's output in encoded units, against which the
+    interval was calibrated (with targets aligned by ``Targets.align``).
+    """
 
     columns: tuple[str, ...]
     units: tuple[str, ...]
     value: np.ndarray  # (n, d)
     low: np.ndarray  # (n, d)
     high: np.ndarray  # (n, d)
-    sigma: np.ndarray  # (n, d) calibrated half-width / q, physical units
+    half_width: np.ndarray  # (n, d) physical units
+    raw_mean: np.ndarray  # (n, d) encoded units
     ood_score: np.ndarray  # (n,)
     ood_flag: np.ndarray  # (n,) bool
-    record: dict  # decoded parameter record (task's own form, e.g. quaternions reduced)
+    record: dict  # decoded parameter record (task's own form)
+
+    def covers(self, targets, true_record: dict) -> np.ndarray:
+        """(n, d) bool: is the truth (its equivalent closest to the output) inside?"""
+        aligned = targets.align_numpy(self.raw_mean, targets.encode(true_record))
+        return np.abs(aligned - self.raw_mean) * np.abs(targets.scale()) <= self.half_width
 
 
 @torch.no_grad()
@@ -72,7 +84,9 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
 
     clean_train = _without_observer(train_set)
     _, _, train_feat = run_network(network, Subset(clean_train, idx))
-    calibrator = ConformalCalibrator.fit(val_mean, val_sigma, val_set.targets,
+    # residuals against the symmetry-equivalent target the loss used (identity for most tasks)
+    val_targets = task.targets.align_numpy(val_mean, val_set.targets)
+    calibrator = ConformalCalibrator.fit(val_mean, val_sigma, val_targets,
                                          coverage=cfg.coverage)
     # the 99% level needs >= 99 validation points; smaller sets use their largest score
     ood_level = min(0.99, len(val_feat) / (len(val_feat) + 1.0) - 1e-6)
@@ -102,7 +116,7 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
 
     save_numpy({k: np.ascontiguousarray(v) for k, v in density.state_arrays().items()},
                str(out / "ood.safetensors"))
-    val_coverage = calibrator.coverage(val_mean, val_sigma, val_set.targets)
+    val_coverage = calibrator.coverage(val_mean, val_sigma, val_targets)
     write_json_atomic(out / "calibration.json", {
         "conformal": calibrator.to_dict(),
         "ood": {"score": "Mahalanobis distance of pooled features (Lee et al. 2018)",
@@ -176,10 +190,11 @@ class Predictor:
     def _prediction(self, mean, sigma, feats) -> Prediction:
         targets = self.task.targets
         low, high = self.calibrator.interval(mean, sigma)
-        scale, offset = targets.scale(), targets.offset()
+        half = 0.5 * (high - low) * np.abs(targets.scale())
+        record = targets.decode(mean)
+        value = targets.columns_physical(record)
         score = self.density.score(feats)
         return Prediction(
-            columns=targets.columns, units=targets.units,
-            value=mean * scale + offset, low=low * scale + offset, high=high * scale + offset,
-            sigma=sigma * np.abs(scale), ood_score=score, ood_flag=score > self.density.threshold,
-            record=targets.decode(mean))
+            columns=targets.columns, units=targets.units, value=value, low=value - half,
+            high=value + half, half_width=half, raw_mean=mean, ood_score=score,
+            ood_flag=score > self.density.threshold, record=record)

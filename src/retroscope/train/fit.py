@@ -191,3 +191,22 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     train_set.close()
     val_set.close()
     return summary
+
+
+def recalibrate(run_dir: Path, data: Path | None = None) -> dict:
+    """Refit the conformal intervals and the OOD model of a finished run (weights unchanged),
+    on the validation split of ``data`` (default: the run's own dataset)."""
+    from retroscope.data.dataset import ShardDataset
+    from retroscope.infer.predictor import Predictor, calibrate_and_save
+
+    run_dir = Path(run_dir)
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    predictor = Predictor(run_dir, device="cpu")
+    data = Path(data or cfg.data)
+    train_set = ShardDataset(data, predictor.task, "train", in_memory=True)
+    val_set = ShardDataset(data, predictor.task, "val", in_memory=True)
+    summary = calibrate_and_save(predictor.task, predictor.network, cfg, run_dir, train_set,
+                                 val_set)
+    train_set.close()
+    val_set.close()
+    return summary
