@@ -47,13 +47,16 @@ def predicted_vs_true(
     path: str | Path,
     low: np.ndarray | None = None,
     high: np.ndarray | None = None,
+    coverage: Sequence[float] | None = None,
 ) -> Path:
     """One panel per target: predicted against true value with the line y = x.
 
     ``true``, ``pred`` (and the optional interval bounds ``low``, ``high``, drawn as error
     bars, e.g. from :meth:`retroscope.train.uncertainty.ConformalCalibrator.interval`) have
     shape (n, d); ``names`` and ``units`` have d entries. Each panel states the RMSE and, with
-    intervals, their measured coverage.
+    intervals, their measured coverage: ``coverage`` (d values) when the caller measured it
+    otherwise (e.g. against the symmetry-equivalent truth), else the fraction of ``true``
+    inside [low, high].
     """
     true, pred = _finite("true", true), _finite("pred", pred)
     if true.ndim != 2 or true.shape != pred.shape:
@@ -81,7 +84,9 @@ def predicted_vs_true(
         lim = [min(true[:, j].min(), pred[:, j].min()), max(true[:, j].max(), pred[:, j].max())]
         ax.plot(lim, lim, "k--", lw=1)
         text = f"RMSE = {np.sqrt(np.mean((pred[:, j] - true[:, j]) ** 2)):.3g} {units[j]}"
-        if low is not None:
+        if coverage is not None:
+            text += f"\ncoverage = {coverage[j]:.1%}"
+        elif low is not None:
             inside = np.mean((true[:, j] >= low[:, j]) & (true[:, j] <= high[:, j]))
             text += f"\ncoverage = {inside:.1%}"
         ax.text(0.04, 0.96, text, transform=ax.transAxes, va="top", fontsize=8)

@@ -64,7 +64,8 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     written = [
         plots.predicted_vs_true(true_cols, pred.value, list(targets.columns),
                                 list(targets.units), plot_dir / "predicted_vs_true.png",
-                                low=pred.low, high=pred.high),
+                                low=pred.low, high=pred.high,
+                                coverage=inside.mean(axis=0).tolist()),
     ]
     written += task.plots(dataset.params, pred.record, plot_dir, task_metrics)
     if baseline_n > 0:
