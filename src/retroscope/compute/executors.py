@@ -18,6 +18,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
+def _results_as_completed(futures: list, as_completed: Callable) -> Iterator[Any]:
+    """Yield results in completion order; cancel what is left if the caller stops early."""
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
 class InProcess:
     name = "in-process"
 
@@ -43,13 +53,8 @@ class ProcessPool:
     def map(self, fn: Callable, jobs: Sequence[tuple]) -> Iterator[Any]:
         from concurrent.futures import as_completed
 
-        futures = [self._pool.submit(fn, *job) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        yield from _results_as_completed(
+            [self._pool.submit(fn, *job) for job in jobs], as_completed)
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -74,13 +79,8 @@ class Dask:
     def map(self, fn: Callable, jobs: Sequence[tuple]) -> Iterator[Any]:
         from distributed import as_completed
 
-        futures = [self.client.submit(fn, *job, pure=False) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        yield from _results_as_completed(
+            [self.client.submit(fn, *job, pure=False) for job in jobs], as_completed)
 
     def close(self) -> None:
         self.client.close()
