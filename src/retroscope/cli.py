@@ -158,6 +158,9 @@ def print_metrics(metrics: dict) -> None:
     for name, s in metrics["targets"].items():
         cov.add_row(name, s["unit"], f"{s['rmse']:.4g}", f"{100 * s['coverage']:.1f}%")
     console.print(cov)
+    for name, summary in metrics.get("task_summary", {}).items():
+        figures = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+        console.print(f"{name}: " + "   ".join(f"{k} {v:.4g}" for k, v in figures.items()))
     console.print(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%   "
                   f"inference: {metrics['inference_ms_per_sample']:.2f} ms/sample")
 
@@ -169,13 +172,34 @@ def predict(
     out: Annotated[Optional[Path], typer.Option(help="CSV file for the results")] = None,
     settings: Annotated[Optional[Path], typer.Option(help="TOML/JSON preprocessing settings")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+    group: Annotated[Optional[str], typer.Option(
+        help="combine sequences of images of one object: folder, file or regex:PATTERN "
+             "(first capture group of the file name)")] = None,
 ) -> None:
-    """Read experimental files and print value, interval and OOD flag per image."""
-    from retroscope.infer.batch import predict_files
+    """Read experimental files and print value, interval and OOD flag per image (and the
+    combined estimate per sequence with --group)."""
+    from retroscope.infer.batch import combine_groups, group_key, predict_files, write_csv
 
     if out is not None and out.exists() and not overwrite:
         _fail(f"{out} exists; use --overwrite or another --out")
+    if group is not None:
+        try:
+            group_key("x/y.png", group)
+        except ValueError as exc:
+            _fail(str(exc))
     rows, failures = predict_files(run, files, settings=settings, out=out)
+    if group is not None and rows:
+        columns = [c for c in rows[0] if f"{c}_low" in rows[0]]
+        combined = combine_groups(rows, columns, group)
+        if out is not None:
+            write_csv(out.with_name(out.stem + ".groups.csv"), combined, [])
+        gtable = Table(title=f"combined per sequence ({group})")
+        for col in combined[0]:
+            gtable.add_column(col)
+        for row in combined:
+            gtable.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v)
+                             for v in row.values()])
+        console.print(gtable)
     table = Table(title=f"predictions ({run})")
     if rows:
         for col in rows[0]:

@@ -87,6 +87,31 @@ class Targets(ABC):
                           torch.as_tensor(np.asarray(target, dtype=np.float64))).numpy()
 
 
+class LinearTargets(Targets):
+    """Scalar parameters of a space, each mapped linearly from its bounds onto [0, 1]."""
+
+    def __init__(self, space: ParameterSpace, columns: tuple[str, ...] | None = None) -> None:
+        self.space = space
+        self.columns = tuple(columns or space.names)
+        self.units = tuple(space[n].unit for n in self.columns)
+        self._low = np.array([space[n].low for n in self.columns], dtype=np.float64)
+        self._span = np.array([space[n].span or 1.0 for n in self.columns], dtype=np.float64)
+
+    def scale(self) -> np.ndarray:
+        return self._span.copy()
+
+    def offset(self) -> np.ndarray:
+        return self._low.copy()
+
+    def encode(self, record: Record) -> np.ndarray:
+        cols = np.stack([np.asarray(record[n], dtype=np.float64) for n in self.columns], 1)
+        return (cols - self._low) / self._span
+
+    def decode(self, y: np.ndarray) -> Record:
+        phys = np.asarray(y, dtype=np.float64) * self._span + self._low
+        return {n: phys[:, j] for j, n in enumerate(self.columns)}
+
+
 class Task(ABC):
     """Base class of every task. Subclasses set the attributes and implement ``simulate``."""
 
@@ -130,6 +155,11 @@ class Task(ABC):
 
     def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
         """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
+        return {}
+
+    def summary_metrics(self, true: Record, pred: Record) -> dict:
+        """Whole-set figures of merit that are not a summary of one per-sample array
+        (an RMS percentage, per-bin statistics); JSON-able."""
         return {}
 
     def describe_prediction(self, row: dict) -> dict:

@@ -58,6 +58,7 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
         "coverage_mean": float(inside.mean()),
         "targets": per_target,
         "task_metrics": {k: summarise(v) for k, v in task_metrics.items()},
+        "task_summary": task.summary_metrics(dataset.params, pred.record),
         "ood_fraction": float(pred.ood_flag.mean()),
         "inference_ms_per_sample": 1e3 * seconds / len(dataset),
     }

@@ -70,9 +70,55 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     return rows, failures
 
 
+def group_key(label: str, group: str) -> str:
+    """The sequence a prediction belongs to: ``folder`` (the file's parent folder), ``file``
+    (all frames of one file), or ``regex:PATTERN`` (the first capture group, else the whole
+    match, of PATTERN searched in the file name)."""
+    import re
+
+    path = Path(label.split("::")[0].split("#")[0])
+    if group == "folder":
+        return str(path.parent)
+    if group == "file":
+        return str(path)
+    if group.startswith("regex:"):
+        m = re.search(group[len("regex:"):], path.name)
+        if m is None:
+            return path.name
+        return m.group(1) if m.groups() else m.group(0)
+    raise ValueError(f"group must be 'folder', 'file' or 'regex:PATTERN', got {group!r}")
+
+
+def combine_groups(rows: list[dict], columns: list[str], group: str) -> list[dict]:
+    """Per sequence of images of one object (e.g. one crystal imaged every 2 s): the number of
+    images, and per column the mean, the scatter (standard deviation), the standard error of
+    the mean, and a combined interval = mean +- the mean per-image half-width. The per-image
+    half-width is *not* divided by sqrt(n): errors of images of the same object are
+    correlated (same structure, same systematic mismatch), so averaging does not remove them
+    (Allsopp et al. 2025, Sec. III C: ten images took the error from ~10% to ~6%, not 3%)."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row["input"], group), []).append(row)
+    out = []
+    for key, members in groups.items():
+        entry: dict = {"group": key, "n_images": len(members)}
+        for col in columns:
+            v = np.array([m[col] for m in members], dtype=np.float64)
+            half = np.mean([(m[f"{col}_high"] - m[f"{col}_low"]) / 2 for m in members])
+            sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+            entry[col] = float(v.mean())
+            entry[f"{col}_std"] = sd
+            entry[f"{col}_sem"] = sd / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            entry[f"{col}_low"] = float(v.mean() - half)
+            entry[f"{col}_high"] = float(v.mean() + half)
+        entry["ood_images"] = int(sum(bool(m.get("ood")) for m in members))
+        out.append(entry)
+    return out
+
+
 def write_csv(path: Path, rows: list[dict], failures: list[tuple[str, str]]) -> None:
     fields = list(rows[0]) if rows else ["input"]
-    fields = fields + ["error"]
+    fields = fields + (["error"] if failures or not rows or "error" not in fields else [])
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -4,3 +4,6 @@ from retroscope.core.task import register_task
 from retroscope.tasks.diffraction import TASK as _diffraction
 
 register_task(_diffraction)
+from retroscope.tasks.crystal import TASK as _crystal
+
+register_task(_crystal)

@@ -1,0 +1,250 @@
+"""The ``crystal`` task: count the Ca+ ions of a Coulomb crystal from one fluorescence image
+(Allsopp et al., J. Chem. Phys. 163, 044201 (2025)).
+
+Stored per sample: the clean ``image`` (rows = trap axis z, cols = radial x; photons per ion,
+each ion's spot integrating to one; :mod:`.render`) of a crystal formed at the sampled trap
+operating point and secular temperature (:mod:`.formation`), and ``extent_um`` = (length along
+z, width along x) of its equilibrium Ca+ framework. Online (DataLoader): camera noise and the
+paper's augmentations (:mod:`.camera`). The network sees the image divided by its 99.9th
+percentile and clipped to [0, 1] ("brightness normalisation"), one channel.
+
+The default parameter box is the paper's training grid (N 30-350, V 170-300 V, U 1.5-3.5 V,
+eta 0.240-0.355) sampled at random, plus the secular temperature; :meth:`CrystalTask.paper_grid`
+gives the grid itself (x 3 replicas). ``with_config(dark="CaF+", n_dark=[0, 100])`` makes mixed
+crystals and adds the dark-ion number to the targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from retroscope.core.params import ParameterSpace, Scalar
+from retroscope.core.task import LinearTargets, ModelSpec, Task
+from retroscope.tasks.crystal.formation import FormationConfig, form_crystal, form_crystals
+from retroscope.tasks.crystal.render import ImagingConfig, render
+from retroscope.tasks.crystal.trap import OperatingPoint, get_species, get_trap
+
+DEFAULT_TEMPERATURE_MK = 10.0
+
+
+class CrystalTask(Task):
+    name = "crystal"
+    title = "Ion Coulomb-crystal images"
+    paper = "Allsopp et al., J. Chem. Phys. 163, 044201 (2025)"
+    infers = "number of laser-cooled Ca+ ions (optionally dark ions, temperature)"
+    observable = "image"
+    model = ModelSpec("resnet18", {"base_width": 32, "stem": "imagenet"})
+
+    def __init__(self, trap: str = "oxford", n_ca: tuple[int, int] = (30, 350),
+                 v_rf: tuple[float, float] = (170.0, 300.0),
+                 v_end: tuple[float, float] = (1.5, 3.5),
+                 eta: tuple[float, float] = (0.240, 0.355),
+                 temperature_mk: tuple[float, float] = (2.0, 20.0),
+                 dark: str | None = None, n_dark: tuple[int, int] = (0, 100),
+                 targets: tuple[str, ...] | None = None,
+                 formation: FormationConfig | None = None,
+                 imaging: ImagingConfig | None = None, grid: str | None = None) -> None:
+        self.trap = get_trap(trap).name
+        self.ranges = {"n_ca": tuple(int(v) for v in n_ca), "v_rf": tuple(map(float, v_rf)),
+                       "v_end": tuple(map(float, v_end)), "eta": tuple(map(float, eta)),
+                       "temperature_mk": tuple(map(float, temperature_mk)),
+                       "n_dark": tuple(int(v) for v in n_dark)}
+        self.dark = get_species(dark).name if isinstance(dark, str) else (
+            None if dark is None else get_species(dark).name)
+        self._dark_key = dark
+        self.formation = formation or FormationConfig()
+        self.imaging = imaging or ImagingConfig(shape=(160, 112))
+        r = self.ranges
+        params = [
+            Scalar("n_ca", "ions", *r["n_ca"], step=10, integer=True,
+                   doc="number of laser-cooled (fluorescing) Ca+ ions"),
+            Scalar("v_rf", "V", *r["v_rf"], step=10.0, doc="RF peak-to-peak amplitude V"),
+            Scalar("v_end", "V", *r["v_end"], step=0.1, doc="endcap voltage U"),
+            Scalar("eta", "", *r["eta"], step=0.005, doc="geometric factor kappa of a_z"),
+            Scalar("temperature_mk", "mK", *r["temperature_mk"],
+                   doc="secular temperature of the crystal"),
+        ]
+        if dark is not None:
+            params.append(Scalar("n_dark", "ions", *r["n_dark"], step=10, integer=True,
+                                 doc=f"number of sympathetically cooled {self.dark} ions"))
+        self.space = ParameterSpace(tuple(params))
+        if grid not in (None, "paper"):
+            raise ValueError(f"grid must be None or 'paper', got {grid!r}")
+        self.grid = grid
+        if grid == "paper":
+            self.space = self.paper_grid()
+        default_targets = ("n_ca", "n_dark") if dark is not None else ("n_ca",)
+        self.target_names = tuple(targets or default_targets)
+        self.targets = LinearTargets(self.space, self.target_names)
+
+    # -- configuration --------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"trap": self.trap, "ranges": {k: list(v) for k, v in self.ranges.items()},
+                "dark": self._dark_key, "targets": list(self.target_names), "grid": self.grid,
+                "formation": self.formation.to_dict(), "imaging": self.imaging.to_dict()}
+
+    def with_config(self, **overrides) -> CrystalTask:
+        cfg = self.config()
+        known = set(cfg) - {"ranges"} | set(cfg["ranges"]) | set(cfg["formation"]) \
+            | set(cfg["imaging"])
+        unknown = set(overrides) - known - {"ranges", "formation", "imaging"}
+        if unknown:
+            raise ValueError(f"unknown crystal settings {sorted(unknown)}; known: {sorted(known)}")
+        ranges = dict(cfg["ranges"])
+        ranges.update(overrides.get("ranges", {}))
+        ranges.update({k: v for k, v in overrides.items() if k in cfg["ranges"]})
+        form = dict(cfg["formation"])
+        form.update(overrides.get("formation", {}))
+        form.update({k: v for k, v in overrides.items() if k in cfg["formation"]})
+        imaging = dict(cfg["imaging"])
+        imaging.update(overrides.get("imaging", {}))
+        imaging.update({k: v for k, v in overrides.items() if k in cfg["imaging"]})
+        imaging["shape"] = tuple(imaging["shape"])
+        targets = overrides.get("targets", cfg["targets"])
+        dark = overrides.get("dark", cfg["dark"])
+        if "dark" in overrides and "targets" not in overrides:
+            targets = None
+        return CrystalTask(trap=overrides.get("trap", self.trap), dark=dark,
+                           grid=overrides.get("grid", self.grid),
+                           targets=tuple(targets) if targets else None,
+                           formation=FormationConfig(**form), imaging=ImagingConfig(**imaging),
+                           **{k: tuple(v) for k, v in ranges.items()})
+
+    def paper_grid(self) -> ParameterSpace:
+        """The paper's training grid (Sec. II A) at the default temperature, x 3 replicas:
+        33 x 14 x 21 x 24 x 3 = 698 544 crystals. ``retroscope simulate crystal --sampling grid
+        --config '{"grid": "paper"}'`` simulates it (with dark ions: their grid too)."""
+        params = [p for p in self.space.parameters
+                  if p.name not in ("temperature_mk", "replica")]
+        params.append(Scalar("replica", "", 0, 2, step=1, integer=True,
+                             doc="independent random start (the paper's 3 seeds)"))
+        return ParameterSpace(tuple(params))
+
+    # -- physics --------------------------------------------------------------------------
+    def operating_point(self, v_rf: float, v_end: float, eta: float) -> OperatingPoint:
+        return OperatingPoint(get_trap(self.trap), float(v_rf), float(v_end), float(eta))
+
+    def simulate(self, params, rng) -> dict[str, np.ndarray]:
+        n = len(np.asarray(params["n_ca"]))
+        temp = np.asarray(params.get("temperature_mk", np.full(n, DEFAULT_TEMPERATURE_MK)),
+                          dtype=np.float64)
+        n_dark = np.asarray(params.get("n_dark", np.zeros(n)), dtype=np.int64)
+        images = np.empty((n, *self.imaging.shape), dtype=np.float16)
+        extent = np.empty((n, 2), dtype=np.float32)
+        ops, comps = [], []
+        for i in range(n):
+            ops.append(self.operating_point(params["v_rf"][i], params["v_end"][i],
+                                            params["eta"][i]))
+            comp = {"Ca+": int(params["n_ca"][i])}
+            if self.dark is not None and n_dark[i] > 0:
+                comp[self._dark_key] = int(n_dark[i])
+            comps.append(comp)
+        if self.formation.backend == "numba":  # one at a time: nothing held in memory
+            crystals = (form_crystal(op, comp, t * 1e-3, rng, self.formation)
+                        for op, comp, t in zip(ops, comps, temp))
+        else:
+            crystals = form_crystals(ops, comps, list(temp * 1e-3), rng, self.formation)
+        for i, crystal in enumerate(crystals):
+            images[i] = render(crystal, self.imaging)
+            lit = crystal.equilibrium_um[crystal.fluorescing]
+            extent[i] = (np.ptp(lit[:, 2]), np.ptp(lit[:, 0]))
+        return {"image": images, "extent_um": extent}
+
+    def network_input(self, observable: np.ndarray) -> np.ndarray:
+        return brightness_normalise(observable)[None]
+
+    def observe(self, train: bool):
+        if not train:
+            return None
+        from retroscope.tasks.crystal.camera import crystal_augmentation
+
+        return crystal_augmentation(self.imaging.pixel_um)
+
+    # -- experimental files ---------------------------------------------------------------
+    def preprocess(self, image: np.ndarray, settings: dict | None = None) -> np.ndarray:
+        from retroscope.tasks.crystal.lab import preprocess_lab_image
+
+        return preprocess_lab_image(image, settings or {}, self.imaging)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def metrics(self, true, pred) -> dict[str, np.ndarray]:
+        out = {}
+        for name in self.target_names:
+            t = np.asarray(true[name], dtype=np.float64)
+            p = np.asarray(pred[name], dtype=np.float64)
+            out[f"{name}_error"] = p - t
+            out[f"{name}_abs_error"] = np.abs(p - t)
+            if name.startswith("n_"):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    out[f"{name}_error_percent"] = np.where(t > 0, 100 * (p - t) / t, np.nan)
+        return out
+
+    def summary_metrics(self, true, pred) -> dict:
+        """RMS error and RMS percentage error per count target (the paper's figures of merit,
+        Sec. III B) and the Fig. 4 statistics per bin of 10 ions."""
+        from retroscope.tasks.crystal.plots import bin_statistics
+
+        out = {}
+        for name in self.target_names:
+            t = np.asarray(true[name], dtype=np.float64)
+            p = np.asarray(pred[name], dtype=np.float64)
+            entry = {"rms": float(np.sqrt(np.mean((p - t) ** 2))),
+                     "mean_error": float(np.mean(p - t))}
+            if name.startswith("n_"):
+                ok = t > 0
+                entry["rms_percent"] = float(100 * np.sqrt(np.mean(((p[ok] - t[ok]) / t[ok]) ** 2)))
+                entry["mean_abs_percent"] = float(100 * np.mean(np.abs(p[ok] - t[ok]) / t[ok]))
+                entry["exact_fraction"] = float(np.mean(np.round(p) == t))
+                entry["per_bin"] = bin_statistics(t, p)["bins"]
+            out[name] = entry
+        return out
+
+    def plots(self, true, pred, out_dir, metrics) -> list:
+        from retroscope.tasks.crystal.plots import count_by_bin
+
+        return [count_by_bin(np.asarray(true[n]), np.asarray(pred[n]),
+                             Path(out_dir) / f"{n}_by_bin.png", label=n)
+                for n in self.target_names if n.startswith("n_")]
+
+    def baseline(self, **kwargs):
+        from retroscope.tasks.crystal.baseline import ImageMatching
+
+        return ImageMatching(self, **kwargs)
+
+    def describe_prediction(self, row: dict) -> dict:
+        return {k: int(round(float(v))) for k, v in row.items() if k.startswith("n_")}
+
+    def describe_truth(self, row: dict) -> dict:
+        out = {k: int(row[k]) for k in ("n_ca", "n_dark") if k in row}
+        out.update({k: round(float(row[k]), 3) for k in ("v_rf", "v_end", "eta",
+                                                          "temperature_mk") if k in row})
+        return out
+
+    # -- demo -----------------------------------------------------------------------------
+    def demo_settings(self) -> dict:
+        return {"n": 2400, "workers": 2, "shard_size": 100, "epochs": 10, "train_minutes": 3.5,
+                "batch_size": 64, "lr": 2e-3, "n_files": 4, "baseline_n": 2,
+                "baseline_kwargs": {"max_sims": 24}}
+
+    def demo_preprocess_settings(self) -> dict:
+        return {"pixel_um": self.imaging.pixel_um}
+
+    def small(self) -> CrystalTask:
+        """Small images and short dynamics for fast tests."""
+        return self.with_config(shape=(48, 40), pixel_um=10.0, n_snapshots=4,
+                                sample_periods=2.0, equilibrate_periods=1.0,
+                                micromotion_phases=2, n_ca=(10, 60))
+
+
+def brightness_normalise(image: np.ndarray, quantile: float = 0.999) -> np.ndarray:
+    """Image / its ``quantile`` (the brightest ion spots), clipped to [0, 1], float32."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2D image, got shape {x.shape}")
+    top = float(np.quantile(x, quantile)) if x.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        top = float(x.max()) if x.size and x.max() > 0 else 1.0
+    return np.clip(x / top, 0.0, 1.0)
