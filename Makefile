@@ -1,11 +1,13 @@
 # retroscope: the two commands of the README.
 #   make demo  - simulate, train briefly, evaluate, predict and report on the diffraction task
+#                (make demo TASK=crystal: the same on the Coulomb-crystal task)
 #   make test  - the fast test suite (slow and GPU tests are excluded / skipped)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
+TASK   ?= diffraction
 
 .PHONY: demo test test-slow bench clean-demo
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/retroscope demo diffraction --out $(DEMO) --overwrite
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/retroscope demo $(TASK) --out $(DEMO) --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -29,6 +31,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/diffraction.py
+	$(BIN)/python benchmarks/crystal.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -153,6 +153,11 @@ class Task(ABC):
         """Turn an experimental 2D array into the form of a stored observable (H, W)."""
         return np.asarray(image, dtype=np.float32)
 
+    def check_settings(self, settings: dict, source: str = "settings") -> dict:
+        """Validate preprocessing settings once, before any file is read (a bad key is
+        reported with the settings file's name rather than once per image)."""
+        return settings
+
     def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
         """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
         return {}

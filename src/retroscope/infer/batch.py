@@ -38,7 +38,9 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     predictor = Predictor(run)
     task = predictor.task
     cfg = load_settings(settings)
-    labels, inputs, failures = [], [], []
+    if cfg is not None:
+        cfg = task.check_settings(cfg, source=str(settings))
+    labels, paths, inputs, failures = [], [], [], []
     for path in files:
         try:
             frames = read_images(path)
@@ -50,13 +52,14 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
                 obs = task.preprocess(image, cfg)
                 inputs.append(predictor.inputs([obs])[0])
                 labels.append(label)
+                paths.append(str(path))
             except ValueError as exc:
                 failures.append((label, str(exc)))
     rows = []
     if inputs:
         pred = predictor.predict_inputs(np.stack(inputs), batch_size=batch_size)
         for i, label in enumerate(labels):
-            row = {"input": label}
+            row = {"input": label, "file": paths[i]}
             for j, (col, unit) in enumerate(zip(pred.columns, pred.units)):
                 row[f"{col}"] = float(pred.value[i, j])
                 row[f"{col}_low"] = float(pred.low[i, j])
@@ -70,13 +73,13 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     return rows, failures
 
 
-def group_key(label: str, group: str) -> str:
+def group_key(path: str, group: str) -> str:
     """The sequence a prediction belongs to: ``folder`` (the file's parent folder), ``file``
     (all frames of one file), or ``regex:PATTERN`` (the first capture group, else the whole
     match, of PATTERN searched in the file name)."""
     import re
 
-    path = Path(label.split("::")[0].split("#")[0])
+    path = Path(path.split("::")[0])
     if group == "folder":
         return str(path.parent)
     if group == "file":
@@ -98,7 +101,7 @@ def combine_groups(rows: list[dict], columns: list[str], group: str) -> list[dic
     (Allsopp et al. 2025, Sec. III C: ten images took the error from ~10% to ~6%, not 3%)."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        groups.setdefault(group_key(row["input"], group), []).append(row)
+        groups.setdefault(group_key(row.get("file", row["input"]), group), []).append(row)
     out = []
     for key, members in groups.items():
         entry: dict = {"group": key, "n_images": len(members)}

@@ -115,3 +115,55 @@ def test_sequences_are_grouped_and_combined():
     assert group_key("a/run7_shot3.png", r"regex:run(\d+)_") == "7"
     with pytest.raises(ValueError, match="group must be"):
         group_key("a.png", "by-colour")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, small):
+    from retroscope.train.fit import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("crystal-run")
+    generate(small, root / "data", 120, shard_size=60, seed=0, progress=False)
+    cfg = TrainConfig(task="crystal", data=str(root / "data"), model="resnet18",
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=1, batch_size=16)
+    train(get_task("crystal"), cfg, root / "run", progress=False)
+    return root
+
+
+def test_evaluate_reports_rms_percent_and_bins(tiny_run):
+    import json
+
+    from retroscope.evaluate.report import evaluate
+
+    m = evaluate(tiny_run / "run", tiny_run / "data", "test", progress=False)
+    summary = m["task_summary"]["n_ca"]
+    assert summary["rms_percent"] > 0 and summary["per_bin"]
+    assert (tiny_run / "run" / "plots" / "n_ca_by_bin.png").stat().st_size > 1000
+    json.loads((tiny_run / "run" / "metrics.json").read_text())  # strict JSON (no NaN)
+
+
+def test_predict_lab_pngs_in_sequences(tiny_run, tmp_path, small):
+    import json
+
+    from PIL import Image
+
+    from retroscope.infer.batch import predict_files
+
+    ds = ShardDataset(tiny_run / "data", small, "train", in_memory=True)
+    files = []
+    for c in range(2):
+        for i in range(2):
+            folder = tmp_path / f"crystal_{c}"
+            folder.mkdir(exist_ok=True)
+            img = (255 * small.network_input(ds.observable(c))[0]).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"img_{i}.png")
+            files.append(folder / f"img_{i}.png")
+    good = tmp_path / "lab.json"
+    good.write_text(json.dumps({"pixel_um": small.imaging.pixel_um, "median5": False}))
+    rows, failures = predict_files(tiny_run / "run", files, settings=good)
+    assert not failures and len(rows) == 4
+    groups = combine_groups(rows, ["n_ca"], "folder")
+    assert [g["n_images"] for g in groups] == [2, 2]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"pixel_size": 4.0}))
+    with pytest.raises(ValueError, match="pixel_size"):
+        predict_files(tiny_run / "run", files, settings=bad)

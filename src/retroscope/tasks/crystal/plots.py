@@ -20,11 +20,12 @@ def bin_statistics(true: np.ndarray, pred: np.ndarray, bin_width: int = 10) -> d
     for c in np.unique(centres):
         sel = centres == c
         err = pred[sel] - true[sel]
+        several = sel.sum() > 1  # a spread needs two images; None (JSON null) otherwise
         rows.append({"bin": float(c), "n": int(sel.sum()), "mean_pred": float(pred[sel].mean()),
                      "mean_error": float(err.mean()),
-                     "std": float(err.std(ddof=1)) if sel.sum() > 1 else float("nan"),
-                     "std_percent": float(100 * err.std(ddof=1) / c) if sel.sum() > 1 and c > 0
-                     else float("nan"),
+                     "std": float(err.std(ddof=1)) if several else None,
+                     "std_percent": float(100 * err.std(ddof=1) / c) if several and c > 0
+                     else None,
                      "rms": float(np.sqrt(np.mean(err**2)))})
     return {"bin_width": bin_width, "bins": rows}
 
@@ -39,7 +40,7 @@ def count_by_bin(true, pred, path, label: str = "n_ca", bin_width: int = 10,
     stats = bin_statistics(true, pred, bin_width)
     fig, (ax,) = _figure(1, 1, (5.5, 4.5))
     for row in stats["bins"]:
-        sd = row["std"] if np.isfinite(row["std"]) else 0.0
+        sd = row["std"] or 0.0
         ax.add_patch(_rect(row["bin"] - 0.4 * bin_width, row["mean_pred"] - sd,
                            0.8 * bin_width, max(2 * sd, 0.5)))
         sel = np.round(true / bin_width) * bin_width == row["bin"]

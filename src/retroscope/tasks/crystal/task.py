@@ -169,6 +169,12 @@ class CrystalTask(Task):
 
         return preprocess_lab_image(image, settings or {}, self.imaging)
 
+    def check_settings(self, settings: dict, source: str = "settings") -> dict:
+        from retroscope.tasks.crystal.lab import validate_lab_settings
+
+        validate_lab_settings(settings, source)
+        return settings
+
     # -- evaluation -----------------------------------------------------------------------
     def metrics(self, true, pred) -> dict[str, np.ndarray]:
         out = {}
@@ -225,9 +231,9 @@ class CrystalTask(Task):
 
     # -- demo -----------------------------------------------------------------------------
     def demo_settings(self) -> dict:
-        return {"n": 2400, "workers": 2, "shard_size": 100, "epochs": 10, "train_minutes": 3.5,
-                "batch_size": 64, "lr": 2e-3, "n_files": 4, "baseline_n": 2,
-                "baseline_kwargs": {"max_sims": 24}}
+        return {"n": 1200, "workers": 2, "shard_size": 50, "epochs": 12, "train_minutes": 3.0,
+                "batch_size": 32, "lr": 2e-3, "n_files": 4, "baseline_n": 2,
+                "baseline_kwargs": {"steps": [32, 8, 2]}}
 
     def demo_preprocess_settings(self) -> dict:
         return {"pixel_um": self.imaging.pixel_um}
