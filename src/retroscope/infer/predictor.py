@@ -30,9 +30,10 @@ class Prediction:
     """Network outputs for n inputs, in physical units per target column.
 
     ``value`` is the decoded answer (e.g. a quaternion normalised and reduced into the
-    fundamental domain) and ``low``/``high`` = value -/+ ``half_width``, the calibrated
-    interval. ``raw_mean`` is the network's output in encoded units, against which the
-    interval was calibrated (with targets aligned by ``Targets.align``).
+    fundamental domain) and ``low``/``high`` the calibrated interval (``Targets.bounds``:
+    value -/+ ``half_width`` for a linear encoding, relative for a logarithmic one).
+    ``raw_mean`` is the network's output in encoded units and ``half_encoded`` the interval's
+    half-width there, against which it was calibrated (targets aligned by ``Targets.align``).
     """
 
     columns: tuple[str, ...]
@@ -40,8 +41,9 @@ class Prediction:
     value: np.ndarray  # (n, d)
     low: np.ndarray  # (n, d)
     high: np.ndarray  # (n, d)
-    half_width: np.ndarray  # (n, d) physical units
+    half_width: np.ndarray  # (n, d) physical units, (high - low) / 2
     raw_mean: np.ndarray  # (n, d) encoded units
+    half_encoded: np.ndarray  # (n, d) encoded units
     ood_score: np.ndarray  # (n,)
     ood_flag: np.ndarray  # (n,) bool
     record: dict  # decoded parameter record (task's own form)
@@ -49,7 +51,7 @@ class Prediction:
     def covers(self, targets, true_record: dict) -> np.ndarray:
         """(n, d) bool: is the truth (its equivalent closest to the output) inside?"""
         aligned = targets.align_numpy(self.raw_mean, targets.encode(true_record))
-        return np.abs(aligned - self.raw_mean) * np.abs(targets.scale()) <= self.half_width
+        return np.abs(aligned - self.raw_mean) <= self.half_encoded
 
 
 @torch.no_grad()
@@ -190,11 +192,13 @@ class Predictor:
     def _prediction(self, mean, sigma, feats) -> Prediction:
         targets = self.task.targets
         low, high = self.calibrator.interval(mean, sigma)
-        half = 0.5 * (high - low) * np.abs(targets.scale())
+        half_enc = 0.5 * (high - low)
         record = targets.decode(mean)
         value = targets.columns_physical(record)
+        lo, hi = targets.bounds(mean, half_enc, value)
         score = self.density.score(feats)
         return Prediction(
-            columns=targets.columns, units=targets.units, value=value, low=value - half,
-            high=value + half, half_width=half, raw_mean=mean, ood_score=score,
+            columns=targets.columns, units=targets.units, value=value, low=lo,
+            high=hi, half_width=0.5 * (hi - lo), raw_mean=mean, half_encoded=half_enc,
+            ood_score=score,
             ood_flag=score > self.density.threshold, record=record)

@@ -78,7 +78,11 @@ class CrystalTask(Task):
             self.space = self.paper_grid()
         default_targets = ("n_ca", "n_dark") if dark is not None else ("n_ca",)
         self.target_names = tuple(targets or default_targets)
-        self.targets = LinearTargets(self.space, self.target_names)
+        # counts are log-encoded: the loss weighs relative errors (the paper's figure of
+        # merit is the RMS percentage error) and the intervals are relative
+        self.targets = LinearTargets(self.space, self.target_names,
+                                     log=tuple(n for n in self.target_names
+                                               if n == "n_ca" or n == "temperature_mk"))
 
     # -- configuration --------------------------------------------------------------------
     def config(self) -> dict:
