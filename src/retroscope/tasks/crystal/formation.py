@@ -35,8 +35,10 @@ class FormationConfig:
     fast thermalisation: the stationary distribution depends only on the temperature;
     sympathetic_friction: the same for dark ions, which are cooled only through the Coulomb
     coupling; equilibrate_periods / sample_periods: Langevin time before and during the
-    exposure, in periods of the highest radial secular frequency; n_snapshots: positions
-    recorded during the exposure; steps_per_period: integration steps per such period.
+    exposure, in periods of the fastest collective motion (the plasma frequency
+    sqrt((2 k_r + k_z)/m), above every secular frequency); n_snapshots: positions recorded
+    during the exposure; steps_per_period: integration steps per such period;
+    backend: "numba" (CPU) or "torch" (batched, CUDA when present; :func:`form_crystals`).
     """
 
     ftol: float = 1e-3
@@ -62,7 +64,7 @@ class Crystal:
     kinds: np.ndarray  # (N,) index into species
     equilibrium_um: np.ndarray  # (N, 3)
     snapshots_um: np.ndarray  # (S, N, 3)
-    q: np.ndarray  # (N,) Mathieu q of each ion (micromotion amplitude 2 x q/2 ... )
+    q: np.ndarray  # (N,) Mathieu q of each ion (radial micromotion amplitude (q/2) r)
     fire_steps: int
     residual_force: float
 
