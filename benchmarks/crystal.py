@@ -76,10 +76,13 @@ def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict
 
     torch.set_num_threads(threads)
     task = get_task("crystal")
+    model = f"{task.model.name} {task.model.kwargs} (untrained)"
     if run is not None:
         from retroscope.infer.predictor import Predictor
 
         network = Predictor(run, device="cpu").network
+        config = json.loads((Path(run) / "config.json").read_text())
+        model = f"{config['model']} {config['model_kwargs']}"
     else:
         network = Network(task.model.name, task.model.kwargs, task.targets.dim).eval()
     h, w = task.imaging.shape
@@ -98,7 +101,7 @@ def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict
             times_1.append(time.perf_counter() - t0)
     return {"ms_per_image_batched": 1e3 * float(np.median(times_b)) / batch, "batch": batch,
             "ms_single_image": 1e3 * float(np.median(times_1)), "torch_threads": threads,
-            "model": f"{task.model.name} {task.model.kwargs}, {h}x{w} input"}
+            "model": f"{model}, {h}x{w} input"}
 
 
 def accuracy(run: Path, data: Path, out_dir: Path) -> dict:

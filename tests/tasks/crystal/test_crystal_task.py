@@ -31,6 +31,11 @@ def test_registered_with_paper_box():
     sizes = [len(p.grid_values()) for p in grid.parameters]
     assert sizes == [33, 14, 21, 24, 3]
     assert int(np.prod(sizes)) == 698544  # the paper's 698 544 images
+    gridded = task.with_config(grid="paper")
+    assert gridded.space.names == grid.names
+    assert task.with_config(**gridded.config()).config() == gridded.config()
+    with pytest.raises(ValueError, match="grid"):
+        task.with_config(grid="coarse")
 
 
 def test_simulate_is_deterministic_and_counts_ions(small):
