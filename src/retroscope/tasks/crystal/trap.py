@@ -24,11 +24,12 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import constants
 
-E_CHARGE = 1.602176634e-19  # C
-EPS0 = 8.8541878128e-12  # F/m
-AMU = 1.66053906660e-27  # kg
-K_B = 1.380649e-23  # J/K
+E_CHARGE = constants.e  # C
+EPS0 = constants.epsilon_0  # F/m
+AMU = constants.atomic_mass  # kg
+K_B = constants.k  # J/K
 COULOMB_K = 1.0 / (4.0 * math.pi * EPS0)
 
 
