@@ -69,6 +69,9 @@ def simulator_speed(sizes=(50, 100, 200, 300, 500, 1000), repeats=5) -> dict:
 
 
 def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict:
+    """Milliseconds per image, batched and one at a time. With a run: the whole prediction
+    (network averaged over the task's input flips, interval, OOD score) of ``Predictor``;
+    without: one forward pass of the untrained default network."""
     import torch
 
     from retroscope.core.task import get_task
@@ -76,31 +79,38 @@ def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict
 
     torch.set_num_threads(threads)
     task = get_task("crystal")
-    model = f"{task.model.name} {task.model.kwargs} (untrained)"
+    h, w = task.imaging.shape
+    xb = np.random.default_rng(0).random((batch, 1, h, w)).astype(np.float32)
     if run is not None:
         from retroscope.infer.predictor import Predictor
 
-        network = Predictor(run, device="cpu").network
+        predictor = Predictor(run, device="cpu")
         config = json.loads((Path(run) / "config.json").read_text())
         model = f"{config['model']} {config['model_kwargs']}"
+        flips = len(predictor.flips)
+
+        def call(x):
+            predictor.predict_inputs(x, batch_size=batch)
     else:
         network = Network(task.model.name, task.model.kwargs, task.targets.dim).eval()
-    h, w = task.imaging.shape
-    xb = torch.rand(batch, 1, h, w)
-    x1 = xb[:1]
+        model, flips = f"{task.model.name} {task.model.kwargs} (untrained)", 0
+
+        def call(x):
+            with torch.no_grad():
+                network.forward_with_features(torch.from_numpy(x))
+    call(xb)
     times_b, times_1 = [], []
-    with torch.no_grad():
-        network.forward_with_features(xb)
-        for _ in range(5):
-            t0 = time.perf_counter()
-            network.forward_with_features(xb)
-            times_b.append(time.perf_counter() - t0)
-        for _ in range(30):
-            t0 = time.perf_counter()
-            network.forward_with_features(x1)
-            times_1.append(time.perf_counter() - t0)
+    for _ in range(5):
+        t0 = time.perf_counter()
+        call(xb)
+        times_b.append(time.perf_counter() - t0)
+    for _ in range(30):
+        t0 = time.perf_counter()
+        call(xb[:1])
+        times_1.append(time.perf_counter() - t0)
     return {"ms_per_image_batched": 1e3 * float(np.median(times_b)) / batch, "batch": batch,
             "ms_single_image": 1e3 * float(np.median(times_1)), "torch_threads": threads,
+            "flipped_copies_averaged": flips,
             "model": f"{model}, {h}x{w} input"}
 
 
@@ -156,8 +166,10 @@ def baseline(run: Path, data: Path, n: int = 20) -> dict:
     t0 = time.perf_counter()
     pred = predictor.predict(obs, batch_size=1)
     net_s = (time.perf_counter() - t0) / len(obs)
-    result = ImageMatching(predictor.task).compare(obs, params, pred.record, Path("."),
-                                                   progress=False)
+    summary = json.loads((Path(run) / "train_summary.json").read_text())
+    result = ImageMatching(predictor.task).compare(
+        obs, params, pred.record, Path("."), progress=False,
+        network_sims=int(summary["n_train"] + summary["n_val"]))
     result["network_seconds_per_image"] = net_s
     return result
 

@@ -160,6 +160,10 @@ class Task(ABC):
     targets: Targets
     model: ModelSpec
     observable: str = "image"
+    #: flips of the network input (tuples of tensor dims) that map a valid observation onto
+    #: another with the same targets (a mirror symmetry of the physics); predictions average
+    #: over them (test-time symmetrisation), calibration included
+    input_flips: tuple[tuple[int, ...], ...] = ()
 
     def config(self) -> dict:
         """Simulation settings that change the stored data (hashed into the manifest)."""

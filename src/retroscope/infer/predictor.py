@@ -55,21 +55,30 @@ class Prediction:
 
 
 @torch.no_grad()
-def run_network(network, inputs, batch_size: int = 256, device: str = "cpu"):
-    """(mean, sigma, features) in encoded units for an (n, C, H, W) array or a Dataset."""
+def run_network(network, inputs, batch_size: int = 256, device: str = "cpu",
+                flips: tuple[tuple[int, ...], ...] = ()):
+    """(mean, sigma, features) in encoded units for an (n, C, H, W) array or a Dataset.
+
+    With ``flips`` (the task's input symmetries) every input is also run flipped along each
+    tuple of dims, and mean, variance and features are averaged over the copies."""
     network = network.to(device).eval()
     means, sigmas, feats = [], [], []
     n = len(inputs)
+    views = [()] + [tuple(f) for f in flips]
     for start in range(0, n, batch_size):
         if isinstance(inputs, np.ndarray):
             x = torch.from_numpy(inputs[start:start + batch_size])
         else:
             x = torch.stack([inputs[i][0] for i in range(start, min(n, start + batch_size))])
         x = x.to(device=device, dtype=torch.float32)
+        if len(views) > 1:  # all views in one forward pass, then averaged per input
+            x = torch.cat([torch.flip(x, dims) if dims else x for dims in views])
         mean, logvar, features = network.forward_with_features(x)
-        means.append(mean.cpu().numpy())
-        sigmas.append(torch.exp(0.5 * logvar).cpu().numpy())
-        feats.append(features.cpu().numpy())
+        k = len(views)
+        means.append(mean.reshape(k, -1, mean.shape[-1]).mean(0).cpu().numpy())
+        var = torch.exp(logvar).reshape(k, -1, logvar.shape[-1]).mean(0)
+        sigmas.append(torch.sqrt(var).cpu().numpy())
+        feats.append(features.reshape(k, -1, features.shape[-1]).mean(0).cpu().numpy())
     return np.concatenate(means), np.concatenate(sigmas), np.concatenate(feats)
 
 
@@ -80,12 +89,13 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
     from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity
 
     out = Path(out)
-    val_mean, val_sigma, val_feat = run_network(network, val_set)
+    flips = tuple(task.input_flips) if getattr(cfg, "symmetrise", True) else ()
+    val_mean, val_sigma, val_feat = run_network(network, val_set, flips=flips)
     idx = np.linspace(0, len(train_set) - 1, min(len(train_set), 4000)).astype(int)
     from torch.utils.data import Subset
 
     clean_train = _without_observer(train_set)
-    _, _, train_feat = run_network(network, Subset(clean_train, idx))
+    _, _, train_feat = run_network(network, Subset(clean_train, idx), flips=flips)
     # residuals against the symmetry-equivalent target the loss used (identity for most tasks)
     val_targets = task.targets.align_numpy(val_mean, val_set.targets)
     calibrator = ConformalCalibrator.fit(val_mean, val_sigma, val_targets,
@@ -124,6 +134,7 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
         "ood": {"score": "Mahalanobis distance of pooled features (Lee et al. 2018)",
                 "threshold": float(density.threshold), "quantile": ood_level},
         "val_coverage": np.asarray(val_coverage).tolist(),
+        "input_flips": [list(f) for f in flips],
     })
     return {"val_coverage": float(np.mean(val_coverage))}
 
@@ -168,6 +179,8 @@ class Predictor:
         self.input_shape = tuple(json.loads(self.meta["input_shape"]))
         calib = json.loads((self.run_dir / "calibration.json").read_text())
         self.calibrator = ConformalCalibrator.from_dict(calib["conformal"])
+        # the predictions are made the way the intervals were calibrated
+        self.flips = tuple(tuple(f) for f in calib.get("input_flips", []))
         arrays = load_numpy(str(self.run_dir / "ood.safetensors"))
         self.density = FeatureDensity.from_state_arrays(arrays)
 
@@ -183,7 +196,7 @@ class Predictor:
         return np.stack(xs).astype(np.float32)
 
     def predict_inputs(self, x: np.ndarray, batch_size: int = 256) -> Prediction:
-        mean, sigma, feats = run_network(self.network, x, batch_size, self.device)
+        mean, sigma, feats = run_network(self.network, x, batch_size, self.device, self.flips)
         return self._prediction(mean, sigma, feats)
 
     def predict(self, observables, batch_size: int = 256) -> Prediction:

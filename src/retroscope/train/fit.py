@@ -53,6 +53,7 @@ class TrainConfig:
     in_memory: bool = True
     max_minutes: float | None = None
     coverage: float = 0.9
+    symmetrise: bool = True  # average predictions over the task's input_flips
     tracking: str = "csv"
     tracking_uri: str | None = None
     limit_train: int | None = None

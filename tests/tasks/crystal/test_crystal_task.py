@@ -172,3 +172,27 @@ def test_predict_lab_pngs_in_sequences(tiny_run, tmp_path, small):
     bad.write_text(json.dumps({"pixel_size": 4.0}))
     with pytest.raises(ValueError, match="pixel_size"):
         predict_files(tiny_run / "run", files, settings=bad)
+
+
+def test_symmetrised_prediction_is_flip_invariant(tiny_run, small):
+    import json
+
+    import torch
+
+    from retroscope.infer.predictor import Predictor, run_network
+
+    predictor = Predictor(tiny_run / "run", device="cpu")
+    calib = json.loads((tiny_run / "run" / "calibration.json").read_text())
+    assert [tuple(f) for f in calib["input_flips"]] == list(small.input_flips)
+    assert predictor.flips == small.input_flips
+    ds = ShardDataset(tiny_run / "data", small, "test", in_memory=True)
+    x = np.stack([ds[i][0].numpy() for i in range(min(4, len(ds)))])
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+    a = run_network(predictor.network, x, flips=predictor.flips)
+    b = run_network(predictor.network, mirrored, flips=predictor.flips)
+    for u, v in zip(a, b):  # the average over the mirror group does not see the mirror
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+    plain = run_network(predictor.network, x)
+    with torch.no_grad():
+        mean, _, _ = predictor.network.forward_with_features(torch.from_numpy(x))
+    np.testing.assert_allclose(plain[0], mean.numpy(), rtol=1e-5, atol=1e-6)

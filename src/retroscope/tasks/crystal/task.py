@@ -37,6 +37,9 @@ class CrystalTask(Task):
     infers = "number of laser-cooled Ca+ ions (optionally dark ions, temperature)"
     observable = "image"
     model = ModelSpec("resnet18", {"base_width": 32, "stem": "imagenet"})
+    # the trap is symmetric under x -> -x and z -> -z (pseudopotential, Coulomb energy and
+    # micromotion alike), so a mirrored image is an equally likely crystal with the same N
+    input_flips = ((-1,), (-2,), (-2, -1))
 
     def __init__(self, trap: str = "oxford", n_ca: tuple[int, int] = (30, 350),
                  v_rf: tuple[float, float] = (170.0, 300.0),
