@@ -289,9 +289,9 @@ def test_crystal_augmentation_runs_on_task_sized_images(device):
 
 def test_crystal_augmentation_shift_in_pixels():
     t = crystal_augmentation(pixel_um=4.0)
-    affine = t.transforms[0].transforms[1]
+    affine = t.transforms[1].transforms[1]
     assert isinstance(affine, Affine) and affine.max_shift_px == pytest.approx(5.0)
-    assert crystal_augmentation(10.0, max_shift_um=30.0).transforms[0].transforms[1] \
+    assert crystal_augmentation(10.0, max_shift_um=30.0).transforms[1].transforms[1] \
         .max_shift_px == pytest.approx(3.0)
 
 
@@ -302,3 +302,20 @@ def test_spec_round_trip(t):
     assert rebuilt == t
     x = crystal_image(H, W, n=10)
     assert torch.equal(rebuilt(x, gen(9)), t(x, gen(9)))
+
+
+def test_mirror_flips_exactly_and_is_in_the_training_transform():
+    import torch
+
+    from retroscope.tasks.crystal.camera import Mirror, crystal_augmentation
+
+    x = torch.arange(12.0).reshape(1, 3, 4) / 12
+    m = Mirror()
+    assert torch.equal(m.apply(x, flip_x=True, flip_z=False), x.flip(-1))
+    assert torch.equal(m.apply(x, flip_x=False, flip_z=True), x.flip(-2))
+    assert torch.equal(m.apply(x, flip_x=True, flip_z=True), x.flip(-1).flip(-2))
+    assert torch.equal(m.apply(x, flip_x=False, flip_z=False), x)
+    g = torch.Generator().manual_seed(0)
+    draws = [m.draw(x, g) for _ in range(400)]
+    assert 0.4 < sum(d["flip_x"] for d in draws) / len(draws) < 0.6
+    assert any(isinstance(t, Mirror) for t in crystal_augmentation(4.0).transforms)

@@ -40,12 +40,14 @@ from retroscope.core.observe import (
     RandomChoice,
     Transform,
     _check_range,
+    _rand,
     _like,
     _uniform,
 )
 
 __all__ = [
     "EMCCD",
+    "Mirror",
     "Affine",
     "Magnify",
     "Renormalise",
@@ -238,6 +240,28 @@ class EMCCD(Filter):
 
 
 @dataclass(frozen=True)
+class Mirror(Filter):
+    """Mirror the image left-right (x -> -x) and/or up-down (z -> -z), each with probability
+    ``probability``: exact symmetries of the linear Paul trap (pseudopotential, Coulomb energy
+    and micromotion), so a mirrored crystal image is an equally likely crystal with the same
+    ion number. Training on them teaches the network what prediction averages over
+    (:attr:`CrystalTask.input_flips`)."""
+
+    probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_range(self, "probability", self.probability, 0.0, 1.0)
+
+    def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
+        u = _rand(g, (2,))
+        return {"flip_x": bool(u[0] < self.probability), "flip_z": bool(u[1] < self.probability)}
+
+    def apply(self, x: Tensor, flip_x: bool, flip_z: bool) -> Tensor:
+        dims = tuple(d for d, on in ((-1, flip_x), (-2, flip_z)) if on)
+        return torch.flip(x, dims) if dims else x.clone()
+
+
+@dataclass(frozen=True)
 class Renormalise(Filter):
     """Brightness normalisation: divide the sample by its ``quantile`` (over all pixels and
     channels; dimensionless, 0.999 = the 99.9th percentile), so that this quantile becomes 1,
@@ -261,7 +285,7 @@ class Renormalise(Filter):
         return x / top
 
 
-for _cls in (Rotate, Magnify, Affine, EMCCD, Renormalise):
+for _cls in (Rotate, Magnify, Affine, EMCCD, Mirror, Renormalise):
     TRANSFORMS[_cls.__name__] = _cls
 
 
@@ -274,6 +298,8 @@ def crystal_augmentation(pixel_um: float, *, max_shift_um: float = 20.0) -> Tran
 
     In order:
 
+    0. :class:`Mirror`: left-right and up-down mirror images, each with probability 0.5
+       (symmetries of the trap);
     1. geometry, with probability 0.8 (:class:`Affine`, one resampling): rotation by up to
        +-5 degrees, magnification 0.93-1.07, shift off centre by up to ``max_shift_um``
        (20 um) along each axis, i.e. ``max_shift_um / pixel_um`` pixels;
@@ -291,6 +317,7 @@ def crystal_augmentation(pixel_um: float, *, max_shift_um: float = 20.0) -> Tran
         raise ValueError(f"crystal_augmentation: max_shift_um must be >= 0, got {max_shift_um!r}")
     geometry = Affine(max_deg=5.0, low=0.93, high=1.07, max_shift_px=max_shift_um / pixel_um)
     return Compose([
+        Mirror(probability=0.5),
         RandomChoice([Identity(), geometry], weights=[0.2, 0.8]),
         RandomChoice([Identity(), GaussianBlur(max_sigma_px=1.0)], weights=[0.7, 0.3]),
         RandomChoice([Identity(), EMCCD()], weights=[0.1, 0.9]),
