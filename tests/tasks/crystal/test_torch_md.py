@@ -61,14 +61,15 @@ def test_batched_fire_on_cuda():
     _fire_agrees("cuda")
 
 
-def test_torch_backend_forms_the_same_crystal_shape():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_torch_backend_forms_the_same_crystal_shape(device):
     ops = [OperatingPoint(get_trap("oxford"), 250.0, 2.5, 0.3)] * 2
     comps = [{"Ca+": 12}, {"Ca+": 8, "CaF+": 4}]
     cfg = FormationConfig(n_snapshots=2, sample_periods=1.0, equilibrate_periods=0.5,
                           ftol=1e-6)
     a = form_crystals(ops, comps, [0.005, 0.005], np.random.default_rng(0), cfg)
     b = form_crystals(ops, comps, [0.005, 0.005], np.random.default_rng(0),
-                      FormationConfig(**{**cfg.to_dict(), "backend": "torch"}), device="cpu")
+                      FormationConfig(**{**cfg.to_dict(), "backend": "torch"}), device=device)
     for x, y in zip(a, b):
         assert y.snapshots_um.shape == x.snapshots_um.shape
         assert y.residual_force < 1e-6
