@@ -89,8 +89,11 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="registered model name")] = None,
     model_kwargs: Annotated[Optional[str], typer.Option(help="JSON of model settings")] = None,
     epochs: Annotated[int, typer.Option(help="maximum epochs")] = 20,
-    batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 2e-3,
+    batch_size: Annotated[Optional[int], typer.Option(help="batch size (default: the task's)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="(peak) learning rate (default: the task's)")] = None,
+    momentum: Annotated[float, typer.Option(help="SGD momentum (detection tasks)")] = 0.9,
+    step_size: Annotated[int, typer.Option(help="epochs per learning-rate step (detection)")] = 5,
+    decay: Annotated[float, typer.Option(help="learning-rate factor per step (detection)")] = 0.1,
     max_minutes: Annotated[Optional[float], typer.Option(help="stop training after this")] = None,
     augment: Annotated[float, typer.Option(help="fraction of samples given detector imperfections")] = 1.0,
     workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
@@ -109,8 +112,10 @@ def train(
     kwargs = dict(t.model.kwargs) if model is None else {}
     kwargs.update(json.loads(model_kwargs) if model_kwargs else {})
     cfg = TrainConfig(task=task, data=str(data), model=model or t.model.name,
-                      model_kwargs=kwargs, epochs=epochs, batch_size=batch_size, lr=lr,
-                      max_minutes=max_minutes, augment=augment, num_workers=workers,
+                      model_kwargs=kwargs, epochs=epochs,
+                      batch_size=batch_size or getattr(t, "batch_size", 64),
+                      lr=lr or getattr(t, "learning_rate", 2e-3), momentum=momentum,
+                      step_size=step_size, decay=decay, max_minutes=max_minutes, augment=augment, num_workers=workers,
                       tracking=tracking, tracking_uri=tracking_uri, seed=seed)
     try:
         summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)
@@ -214,6 +219,51 @@ def predict(
 
 
 @app.command()
+def tune(
+    task: Annotated[str, typer.Argument(help="task name")],
+    data: Annotated[Path, typer.Option("--data", help="dataset directory")],
+    out: Annotated[Path, typer.Option("--out", help="study directory (resumes if it exists)")],
+    trials: Annotated[int, typer.Option(help="completed trials to reach")] = 12,
+    parallel: Annotated[int, typer.Option(help="trials at a time")] = 1,
+    workers: Annotated[int, typer.Option(help="Dask LocalCluster workers (1: in-process)")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="existing Dask scheduler address")] = None,
+    epochs: Annotated[int, typer.Option(help="epochs per trial")] = 3,
+    max_minutes: Annotated[Optional[float], typer.Option(help="training minutes per trial")] = None,
+    limit_train: Annotated[Optional[int], typer.Option(help="training samples per trial")] = None,
+    limit_val: Annotated[Optional[int], typer.Option(help="validation samples per trial")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="batch size (default: the task's)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="registered model name")] = None,
+    model_kwargs: Annotated[Optional[str], typer.Option(help="JSON of model settings")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the sampler and the trials")] = 0,
+) -> None:
+    """Bayesian optimisation of training hyperparameters (GP after 5 Sobol trials)."""
+    from retroscope.compute.executors import make_executor
+    from retroscope.train.fit import TrainConfig
+    from retroscope.train.tune import tune as run_tune
+
+    t = _task(task)
+    kwargs = dict(t.model.kwargs) if model is None else {}
+    kwargs.update(json.loads(model_kwargs) if model_kwargs else {})
+    base = TrainConfig(task=task, data=str(data.resolve()), model=model or t.model.name,
+                       model_kwargs=kwargs, epochs=epochs,
+                       batch_size=batch_size or getattr(t, "batch_size", 64),
+                       lr=getattr(t, "learning_rate", 2e-3),
+                       max_minutes=max_minutes, limit_train=limit_train, limit_val=limit_val,
+                       seed=seed, patience=max(epochs, 1))
+    executor = make_executor(workers, scheduler)
+    try:
+        result = run_tune(t, base, out, n_trials=trials, parallel=parallel, executor=executor,
+                          seed=seed, console=console)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        executor.close()
+    console.print(f"best {result['best_value']:.4f} at trial {result['best_trial']}: "
+                  f"{result['best_params']}")
+    console.print("plots: " + ", ".join(result["plots"]))
+
+
+@app.command()
 def demo(
     task: Annotated[str, typer.Argument(help="task name")] = "diffraction",
     out: Annotated[Path, typer.Option(help="demo output folder")] = Path("demo-output"),
@@ -224,6 +274,20 @@ def demo(
 
     run_demo(_task(task), out, overwrite=overwrite, console=console)
 
+
+def _add_task_commands() -> None:
+    """Task-specific command groups (e.g. ``retroscope clouds label``) come from the
+    entry-point group ``retroscope.cli``, so this module never imports a task by name."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="retroscope.cli"):
+        try:
+            app.add_typer(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not break the other commands
+            err.print(f"[yellow]warning:[/] command group {ep.name!r} failed to load: {exc}")
+
+
+_add_task_commands()
 
 if __name__ == "__main__":
     app()

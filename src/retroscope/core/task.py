@@ -160,6 +160,10 @@ class Task(ABC):
     targets: Targets
     model: ModelSpec
     observable: str = "image"
+    #: how the network is trained and read: "regression" (targets, heteroscedastic head,
+    #: conformal intervals; :mod:`retroscope.train.module`) or "detection" (objects with
+    #: classes, boxes and masks; :class:`DetectionTask`, :mod:`retroscope.train.detection`)
+    learner: str = "regression"
     #: flips of the network input (tuples of tensor dims) that map a valid observation onto
     #: another with the same targets (a mirror symmetry of the physics); predictions average
     #: over them (test-time symmetrisation), calibration included
@@ -232,6 +236,53 @@ class Task(ABC):
     def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:
         """Task-specific evaluation plots (``metrics`` from :meth:`metrics`); returns paths."""
         return []
+
+
+class DetectionTask(Task):
+    """A task whose network finds objects: per object a class, a score, a box and a mask
+    (instance segmentation, e.g. Mask R-CNN), from which the task derives physical parameters.
+
+    The stored record holds, besides the observable, the arrays named in ``label_keys`` (the
+    true objects, padded to a fixed count); :meth:`detection_target` turns one row of them
+    into the training target, :meth:`true_objects` into the truth that evaluation and interval
+    calibration compare with, and :meth:`describe_objects` turns a network detection into the
+    physical answer. There is no ``targets`` encoding: the network's output is a list.
+    """
+
+    learner = "detection"
+    targets = None
+    #: class names; label k (1-based, 0 is the background) is ``classes[k - 1]``
+    classes: tuple[str, ...]
+    #: stored data arrays that describe the true objects of a sample
+    label_keys: tuple[str, ...]
+
+    @abstractmethod
+    def detection_target(self, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One sample's training target: boxes (n, 4) xyxy float32, labels (n,) int64 and
+        masks (n, H, W) uint8, from its stored label arrays."""
+
+    @abstractmethod
+    def true_objects(self, labels: dict[str, np.ndarray], image: np.ndarray) -> list[dict]:
+        """The true objects of a sample: dicts with "class", "mask" (H, W) bool and the
+        same physical parameters as :meth:`describe_objects` gives."""
+
+    @abstractmethod
+    def describe_objects(self, image: np.ndarray, detection: dict) -> list[dict]:
+        """Physical parameters of each detected object of one network input: ``detection``
+        holds numpy boxes, scores, labels and soft masks (n, H, W). Every dict has "class",
+        "score", "box" and "shape_score" (larger = less like the training objects)."""
+
+    def interval_scales(self, obj: dict) -> dict[str, float]:
+        """Per parameter that gets a calibrated interval, the scale its error is measured in
+        for this object (e.g. the cloud's radius for a centre coordinate)."""
+        return {}
+
+    def interval_unit(self, name: str) -> str:
+        return ""
+
+    def parameter_error(self, name: str, predicted: float, true: float) -> float:
+        """Signed error of one parameter (an angle task overrides it for periodicity)."""
+        return float(predicted) - float(true)
 
 
 _REGISTRY: dict[str, Task] = {}

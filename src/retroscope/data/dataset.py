@@ -22,7 +22,10 @@ SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6)}
 
 
 class ShardDataset(Dataset):
-    """Rows of one split of a dataset directory: ``(input (C,H,W), target (d,))`` tensors.
+    """Rows of one split of a dataset directory: ``(input (C,H,W), target (d,))`` tensors, or
+    for a detection task ``(input, {"boxes", "labels", "masks"})`` built from the stored
+    label arrays by ``task.detection_target`` (the online observer then changes the input's
+    values only, never its geometry, so the labels stay true).
 
     ``observer`` (an ``OnlineObserver``) applies the online imperfections with a generator
     seeded by (seed, epoch, row index); call :meth:`set_epoch` to draw new ones each epoch.
@@ -59,7 +62,13 @@ class ShardDataset(Dataset):
         self.index = index
         self._files: dict[int, h5py.File] = {}
         self._cache = None
-        self.targets = self._read_targets()
+        self.detection = getattr(task, "learner", "regression") == "detection"
+        if self.detection:
+            self.params = self._read_params()
+            self.targets = None
+            self.labels = self._read_labels()
+        else:
+            self.targets = self._read_targets()
         if in_memory:
             self._cache = self._read_all()
 
@@ -98,12 +107,24 @@ class ShardDataset(Dataset):
         self.params = self._read_params()
         return self.task.targets.encode(self.params).astype(np.float32)
 
+    def _read_labels(self) -> dict[str, np.ndarray]:
+        """The task's label arrays (``task.label_keys``) of every row, in memory."""
+        return {key: self._read_data(key) for key in self.task.label_keys}
+
+    def labels_row(self, i: int) -> dict[str, np.ndarray]:
+        return {key: values[i] for key, values in self.labels.items()}
+
     def _read_all(self) -> np.ndarray:
-        key = self.task.observable
+        return self._read_data(self.task.observable)
+
+    def _read_data(self, key: str) -> np.ndarray:
         first = None
         for shard, positions in self._by_shard().items():
             rows = [self.index[p][1] for p in positions]
-            with h5py.File(self.root / self.manifest.shards[shard].file, "r") as f:
+            path = self.root / self.manifest.shards[shard].file
+            with h5py.File(path, "r") as f:
+                if key not in f["data"]:
+                    raise DatasetError(f"{path}: no /data/{key} (the task needs it)")
                 values = f["data"][key][()][rows]
             if first is None:
                 first = np.empty((len(self.index),) + values.shape[1:], dtype=values.dtype)
@@ -120,6 +141,9 @@ class ShardDataset(Dataset):
         x = torch.from_numpy(self.task.network_input(self.observable(i)))
         if self.observer is not None:
             x = self.observer(x, index=i, epoch=self.epoch)
+        if self.detection:
+            target = self.task.detection_target(self.labels_row(i))
+            return x, {k: torch.from_numpy(np.asarray(v)) for k, v in target.items()}
         return x, torch.from_numpy(self.targets[i])
 
     def __getstate__(self):

@@ -2,7 +2,10 @@
 
 ``build_model(name, **cfg)`` builds any registered model; see
 :mod:`retroscope.models.registry` for the interface all models share (``embed``, ``forward``,
-``out_dim``, ``feature_dim``, ``config``) and the output layout of each head.
+``out_dim``, ``feature_dim``, ``config``) and the output layout of each head. The detection
+models of :mod:`retroscope.models.maskrcnn` (``maskrcnn_resnet18_fpn``,
+``maskrcnn_resnet50_fpn``) take ``num_classes`` instead and follow torchvision's detection
+interface.
 """
 
 from retroscope.models.registry import (
@@ -15,6 +18,7 @@ from retroscope.models.registry import (
     set_activation,
     split_mean_logvar,
 )
+from retroscope.models.maskrcnn import build_maskrcnn  # also registers the Mask R-CNN models
 from retroscope.models.resnet import (
     STEMS,
     ConfigurableResNet,
@@ -30,6 +34,7 @@ __all__ = [
     "HEADS",
     "STEMS",
     "ConfigurableResNet",
+    "build_maskrcnn",
     "build_model",
     "build_resnet",
     "head_outputs",

@@ -7,3 +7,6 @@ register_task(_diffraction)
 from retroscope.tasks.crystal import TASK as _crystal
 
 register_task(_crystal)
+from retroscope.tasks.clouds import TASK as _clouds
+
+register_task(_clouds)

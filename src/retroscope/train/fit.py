@@ -12,6 +12,9 @@ The run directory is everything needed to predict later on another machine::
 
 Training uses Lightning: AdamW with a one-cycle learning-rate schedule, checkpointing every
 epoch, early stopping on the validation loss, CUDA when present and the CPU otherwise.
+Detection tasks (``task.learner == "detection"``) train with their own recipe
+(:mod:`retroscope.train.detection`: SGD with momentum, step schedule, best epoch by mAP) into
+a run directory of the same shape.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD (detection recipe)
+    step_size: int = 5  # epochs between learning-rate decays (detection recipe)
+    decay: float = 0.1  # factor of each decay (detection recipe)
     patience: int = 8
     augment: float = 1.0  # probability that a training sample passes the task's imperfections
     seed: int = 0
@@ -57,18 +63,24 @@ class TrainConfig:
     tracking: str = "csv"
     tracking_uri: str | None = None
     limit_train: int | None = None
+    limit_val: int | None = None
     task_config: dict = field(default_factory=dict)
     data_hash: str = ""
     code_version: str = __version__
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int):
+    return _loader_with(dataset, batch_size, shuffle, num_workers, seed, None)
+
+
+def _loader_with(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
+                 collate_fn):
     from torch.utils.data import DataLoader
 
     g = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g,
                       num_workers=num_workers, drop_last=shuffle and len(dataset) > batch_size,
-                      persistent_workers=False)
+                      persistent_workers=False, collate_fn=collate_fn)
 
 
 def _input_stats(dataset, n: int = 512) -> tuple[float, float]:
@@ -144,12 +156,17 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     if manifest.config != task.config():
         task = task.with_config(**manifest.config)
     write_json_atomic(out / "config.json", asdict(cfg))
+    if getattr(task, "learner", "regression") == "detection":
+        from retroscope.train.detection import train_detection
+
+        return train_detection(task, cfg, out, resume=resume, progress=progress,
+                               callbacks=callbacks)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     observer = training_observer(task, cfg.augment, cfg.seed)
     train_set = ShardDataset(cfg.data, task, "train", observer=observer,
                              in_memory=cfg.in_memory, limit=cfg.limit_train)
-    val_set = ShardDataset(cfg.data, task, "val", in_memory=cfg.in_memory)
+    val_set = ShardDataset(cfg.data, task, "val", in_memory=cfg.in_memory, limit=cfg.limit_val)
     train_loader = _loader(train_set, cfg.batch_size, True, cfg.num_workers, cfg.seed)
     val_loader = _loader(val_set, cfg.batch_size, False, cfg.num_workers, cfg.seed)
 
@@ -185,7 +202,9 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     from retroscope.infer.predictor import calibrate_and_save
 
     summary = calibrate_and_save(task, network, cfg, out, train_set, val_set)
+    best_loss = ckpt.best_model_score
     summary.update({"train_seconds": train_seconds, "epochs_run": trainer.current_epoch,
+                    "best_val_loss": None if best_loss is None else float(best_loss),
                     "n_train": len(train_set), "n_val": len(val_set),
                     "device": str(trainer.strategy.root_device)})
     write_json_atomic(out / "train_summary.json", summary)

@@ -1,0 +1,188 @@
+"""Prediction for instance-segmentation tasks: objects with a class, a score, a box, a mask and
+per-object physical parameters, each parameter with a calibrated interval.
+
+Per-object parameters come from the task (``DetectionTask.describe_objects``: for atom clouds
+the Gaussian parameters of Hofer et al. 2021, Sec. 5, read from each mask, and the atom
+number). Their intervals are split-conformal (Angelopoulos & Bates 2021): on the validation
+split every detection is matched to the true object it overlaps most (mask IoU >= 0.5), the
+absolute error of each parameter divided by the task's scale for it (e.g. a centre error in
+units of the cloud's radius, as in the paper's Fig. 7) is collected, and the ``coverage``
+quantile of those ratios becomes the interval half-width in the same units. The task's
+``shape_score`` (for clouds: how far the image inside the mask is from the Gaussian built from
+the mask's parameters) gets a threshold at the 99th percentile of matched validation objects;
+objects above it are flagged as unlike anything seen in training, as the regression tasks' OOD
+flag does for whole inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retroscope import __version__
+from retroscope.core.task import get_task
+from retroscope.data.shards import write_json_atomic
+
+WEIGHTS = "model.safetensors"
+MATCH_IOU = 0.5
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) IoU between boolean masks a (n, H, W) and b (m, H, W)."""
+    a = a.reshape(len(a), -1).astype(np.float32)
+    b = b.reshape(len(b), -1).astype(np.float32)
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def match(pred_masks: np.ndarray, true_masks: np.ndarray, threshold: float = MATCH_IOU):
+    """Greedy one-to-one matching by mask IoU: list of (pred index, true index, IoU)."""
+    if len(pred_masks) == 0 or len(true_masks) == 0:
+        return []
+    iou = mask_iou(pred_masks, true_masks)
+    pairs = []
+    while True:
+        i, j = np.unravel_index(np.argmax(iou), iou.shape)
+        if iou[i, j] < threshold:
+            return pairs
+        pairs.append((int(i), int(j), float(iou[i, j])))
+        iou[i, :] = -1.0
+        iou[:, j] = -1.0
+
+
+@torch.no_grad()
+def run_detector(model, images: list[np.ndarray], batch_size: int = 8,
+                 device: str = "cpu") -> list[dict]:
+    """Mask R-CNN outputs as numpy per image: boxes (n, 4), scores, labels, masks (n, H, W)
+    with soft values in [0, 1]."""
+    model = model.to(device).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = [torch.as_tensor(np.asarray(x, np.float32), device=device)
+                 for x in images[start:start + batch_size]]
+        for det in model(batch):
+            out.append({"boxes": det["boxes"].cpu().numpy(), "scores": det["scores"].cpu().numpy(),
+                        "labels": det["labels"].cpu().numpy(),
+                        "masks": det["masks"][:, 0].cpu().numpy()})
+    return out
+
+
+def _keep(det: dict, score_threshold: float) -> dict:
+    keep = det["scores"] >= score_threshold
+    return {k: v[keep] for k, v in det.items()}
+
+
+def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path,
+                                 val_set, score_threshold: float = 0.5) -> dict:
+    """Fit the per-object parameter intervals and the shape-score threshold on the validation
+    split, then write the weights (with metadata) and calibration.json."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    images = [val_set[i][0].numpy() for i in range(len(val_set))]
+    dets = [_keep(d, score_threshold) for d in run_detector(model, images)]
+    ratios: dict[str, list[float]] = {}
+    shape_scores, n_true, n_matched = [], 0, 0
+    for i, det in enumerate(dets):
+        truth = task.true_objects(val_set.labels_row(i), images[i])
+        n_true += len(truth)
+        objects = task.describe_objects(images[i], det)
+        true_masks = np.stack([t["mask"] for t in truth]) if truth else np.zeros((0, 1, 1))
+        for p, t, _ in match(det["masks"] >= 0.5, true_masks):
+            n_matched += 1
+            shape_scores.append(objects[p]["shape_score"])
+            for name, scale in task.interval_scales(truth[t]).items():
+                err = task.parameter_error(name, objects[p][name], truth[t][name])
+                ratios.setdefault(name, []).append(abs(err) / scale)
+    level = cfg.coverage
+    conformal = {}
+    for name, r in ratios.items():
+        r = np.sort(np.asarray(r))
+        k = min(len(r) - 1, int(np.ceil((len(r) + 1) * level)) - 1)
+        conformal[name] = float(r[max(k, 0)])
+    shape_threshold = float(np.percentile(shape_scores, 99)) if shape_scores else float("inf")
+    meta = {"task": task.name, "model": cfg.model, "model_kwargs": json.dumps(model_kwargs),
+            "input_shape": json.dumps(list(images[0].shape)),
+            "classes": json.dumps(list(task.classes)),
+            "task_config": json.dumps(cfg.task_config), "code_version": __version__,
+            "learner": "detection"}
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS), metadata=meta)
+    write_json_atomic(out / "normalization.json", {
+        "input_mean": float(model_kwargs["image_mean"]),
+        "input_std": float(model_kwargs["image_std"]), "classes": list(task.classes)})
+    write_json_atomic(out / "calibration.json", {
+        "score_threshold": score_threshold, "coverage": level,
+        "conformal_half_width": conformal,
+        "interval_units": {name: task.interval_unit(name) for name in conformal},
+        "shape_score_threshold": shape_threshold,
+        "matched_objects": n_matched, "true_objects": n_true,
+        "match": f"mask IoU >= {MATCH_IOU}"})
+    return {"val_recall_at_iou50": n_matched / n_true if n_true else None,
+            "val_objects": n_true}
+
+
+class DetectionPredictor:
+    """A trained detection run: ``DetectionPredictor(run).predict(images)`` gives, per image, a
+    list of objects (class, score, box, mask, parameters with intervals, shape flag)."""
+
+    def __init__(self, run_dir: Path, device: str | None = None) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from retroscope.models import build_model
+
+        self.run_dir = Path(run_dir)
+        weights = self.run_dir / WEIGHTS
+        if not weights.exists():
+            from retroscope.train.fit import RunError
+
+            raise RunError(f"{self.run_dir}: no {WEIGHTS}; is this a finished retroscope run?")
+        with safe_open(str(weights), framework="pt") as f:
+            self.meta = f.metadata()
+        task = get_task(self.meta["task"])
+        task_config = json.loads(self.meta.get("task_config", "{}"))
+        if task_config and task_config != task.config():
+            task = task.with_config(**task_config)
+        self.task = task
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = build_model(self.meta["model"], **json.loads(self.meta["model_kwargs"]))
+        self.model.load_state_dict(load_file(str(weights)))
+        self.model.eval().to(self.device)
+        self.input_shape = tuple(json.loads(self.meta["input_shape"]))
+        self.calibration = json.loads((self.run_dir / "calibration.json").read_text())
+        self.score_threshold = float(self.calibration["score_threshold"])
+
+    def inputs(self, observables) -> list[np.ndarray]:
+        xs = []
+        for i, obs in enumerate(observables):
+            x = self.task.network_input(obs)
+            if tuple(x.shape) != self.input_shape:
+                raise ValueError(f"input {i}: shape {tuple(x.shape)} after preprocessing, the "
+                                 f"network expects {self.input_shape}")
+            xs.append(x)
+        return xs
+
+    def predict_inputs(self, xs: list[np.ndarray], batch_size: int = 8) -> list[list[dict]]:
+        dets = run_detector(self.model, xs, batch_size, self.device)
+        half = self.calibration["conformal_half_width"]
+        shape_limit = self.calibration["shape_score_threshold"]
+        results = []
+        for x, det in zip(xs, dets):
+            det = _keep(det, self.score_threshold)
+            objects = self.task.describe_objects(x, det)
+            for obj in objects:
+                for name, scale in self.task.interval_scales(obj).items():
+                    if name in half:
+                        obj[f"{name}_low"] = obj[name] - half[name] * scale
+                        obj[f"{name}_high"] = obj[name] + half[name] * scale
+                obj["unlike_training"] = bool(obj["shape_score"] > shape_limit)
+            results.append(objects)
+        return results
+
+    def predict(self, observables, batch_size: int = 8) -> list[list[dict]]:
+        return self.predict_inputs(self.inputs(observables), batch_size)

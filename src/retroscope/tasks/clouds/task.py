@@ -1,0 +1,264 @@
+"""The ``clouds`` task: find, segment and fit ultracold atom clouds in single camera shots
+(Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021)).
+
+A sample is one shot: zero to four clouds (MOT: large, round-ish thermal Gaussian; ODT: small,
+strongly elongated; BEC: Thomas-Fermi condensate on a thermal cloud, beyond the paper) drawn at
+random positions, overlapping or not, imaged in absorption (probe with shifting interference
+fringes, atom and dark frames with shot and read noise, 16-bit camera; :mod:`.frames`) or in
+fluorescence. The stored observable ``od`` is what the lab computes from its raw frames:
+OD = -ln[(atoms - dark)/(probe - dark)] (:func:`.optical_depth.optical_depth`), or for
+fluorescence (atoms - dark) in OD-equivalent units. The stored ``clouds`` table (4 rows, class
+0 = none) holds each cloud's true parameters, from which labels are drawn: box at the 1/e^2
+radii along the image axes, mask = the 1/e^2 ellipse (paper Sec. 2).
+
+The network is torchvision's Mask R-CNN (:mod:`retroscope.models.maskrcnn`); per detected cloud
+the Gaussian parameters come from the mask's moments, the background from the histogram peak
+outside all masks and the amplitude from Eq. (3) (:mod:`.moments`, paper Sec. 5), and the atom
+number from the Gaussian's integral N = (pi/2) wx wy I0 A_pix / (M^2 sigma).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from retroscope.core.params import ParameterSpace, Scalar
+from retroscope.core.task import DetectionTask, ModelSpec
+from retroscope.tasks.clouds.frames import Camera, absorption_shot, fluorescence_shot, sample_probe
+from retroscope.tasks.clouds.geometry import angle_difference, canonical, half_extents
+from retroscope.tasks.clouds.optical_depth import cross_section_m2, optical_depth
+from retroscope.tasks.clouds.profiles import CLOUD_KINDS, Cloud, bimodal_peaks, render_od
+
+MAX_CLOUDS = 4
+#: columns of the stored ``clouds`` table
+CLOUD_COLUMNS = ("label", "x0", "y0", "wx", "wy", "theta", "od_peak", "tf_rx", "tf_ry",
+                 "tf_od_peak")
+#: the range the network input is clipped to (OD); clamped pixels give at most ln(counts)
+OD_CLIP = (-1.0, 6.0)
+
+
+@dataclass(frozen=True)
+class Imaging:
+    """How OD becomes an atom number: probe wavelength (Er 401 nm in the paper), effective
+    pixel size in the object plane (camera pitch / magnification, after any binning) and a
+    detuning-free, unsaturated cross-section 3 lambda^2 / 2 pi."""
+
+    wavelength_nm: float = 401.0
+    object_pixel_um: float = 8.0
+
+    def atoms_per_od_px(self) -> float:
+        sigma = cross_section_m2(self.wavelength_nm * 1e-9)
+        return (self.object_pixel_um * 1e-6) ** 2 / sigma
+
+
+def _cloud_from_row(row: np.ndarray) -> Cloud | None:
+    label = int(round(row[0]))
+    if label <= 0:
+        return None
+    kind = CLOUD_KINDS[label - 1]
+    tf = tuple(float(v) for v in row[7:10]) if kind == "BEC" else (None, None, None)
+    return Cloud(kind, *(float(v) for v in row[1:7]), *tf)
+
+
+def sample_clouds(counts: dict[str, int], shape: tuple[int, int],
+                  rng: np.random.Generator, od_scale: float = 1.0) -> list[Cloud]:
+    """Random clouds of each kind on a (rows, cols) frame. Sizes are fractions of the smaller
+    side S: MOT 1/e^2 radius 0.06-0.22 S, aspect 0.6-1, peak OD 0.15-1.5; ODT 0.08-0.35 S
+    long, aspect 0.06-0.3 (at least 1.5 px wide), peak OD 0.3-3; BEC thermal radius
+    0.05-0.15 S, Thomas-Fermi radii 0.3-0.8 of it, peak OD 0.3-3 with condensate fraction
+    0.2-0.9. Centres lie within the middle 80% of the frame; angles are uniform."""
+    rows, cols = shape
+    side = min(rows, cols)
+    clouds = []
+    for kind in CLOUD_KINDS:
+        for _ in range(int(counts.get(kind, 0))):
+            theta = rng.uniform(-math.pi / 2, math.pi / 2)
+            x0 = rng.uniform(0.1, 0.9) * cols
+            y0 = rng.uniform(0.1, 0.9) * rows
+            if kind == "MOT":
+                wx = rng.uniform(0.06, 0.22) * side
+                clouds.append(Cloud(kind, x0, y0, wx, wx * rng.uniform(0.6, 1.0), theta,
+                                    od_scale * rng.uniform(0.15, 1.5)))
+            elif kind == "ODT":
+                wx = rng.uniform(0.08, 0.35) * side
+                wy = max(1.5, wx * rng.uniform(0.06, 0.3))
+                clouds.append(Cloud(kind, x0, y0, wx, wy, theta,
+                                    od_scale * rng.uniform(0.3, 3.0)))
+            else:
+                wx = rng.uniform(0.05, 0.15) * side
+                wy = wx * rng.uniform(0.6, 1.0)
+                rx, ry = wx * rng.uniform(0.3, 0.8), wy * rng.uniform(0.3, 0.8)
+                od_th, od_tf = bimodal_peaks(od_scale * rng.uniform(0.3, 3.0),
+                                             rng.uniform(0.2, 0.9), wx, wy, rx, ry)
+                clouds.append(Cloud(kind, x0, y0, wx, wy, theta, od_th, rx, ry, od_tf))
+    return clouds
+
+
+class CloudsTask(DetectionTask):
+    name = "clouds"
+    title = "Ultracold atom clouds in absorption / fluorescence shots"
+    paper = "Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021)"
+    infers = "clouds (MOT, ODT, BEC): box, mask, Gaussian parameters, atom number"
+    observable = "od"
+    classes = CLOUD_KINDS
+    label_keys = ("clouds",)
+    model = ModelSpec("maskrcnn_resnet18_fpn", {"norm": "group"})
+    batch_size = 4  # the paper's
+    learning_rate = 5e-3
+
+    def __init__(self, shape: tuple[int, int] = (128, 128), max_per_kind: tuple = (1, 2, 1),
+                 fluorescence: bool = True, imaging: Imaging | None = None) -> None:
+        self.shape = tuple(int(v) for v in shape)
+        self.max_per_kind = tuple(int(v) for v in max_per_kind)
+        self.fluorescence = bool(fluorescence)
+        self.imaging = imaging or Imaging()
+        params = [Scalar(f"n_{k.lower()}", "clouds", 0, m, step=1, integer=True,
+                         doc=f"number of {k} clouds in the shot")
+                  for k, m in zip(CLOUD_KINDS, self.max_per_kind)]
+        params += [Scalar("probe_kcounts", "kcounts", 1.0, 20.0,
+                          doc="peak probe counts per pixel (sets the shot noise), thousands"),
+                   Scalar("fringe_contrast", "", 0.0, 0.08,
+                          doc="largest contrast of the probe's interference fringes")]
+        if self.fluorescence:
+            params.append(Scalar("fluorescence", "", 0, 1, step=1, integer=True,
+                                 doc="1: fluorescence shot, 0: absorption shot"))
+        self.space = ParameterSpace(tuple(params))
+
+    # -- settings ------------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"shape": list(self.shape), "max_per_kind": list(self.max_per_kind),
+                "fluorescence": self.fluorescence, "imaging": asdict(self.imaging)}
+
+    def with_config(self, **overrides) -> CloudsTask:
+        cfg = {**self.config(), **overrides}
+        imaging = cfg.pop("imaging")
+        return CloudsTask(imaging=Imaging(**imaging) if isinstance(imaging, dict) else imaging,
+                          **cfg)
+
+    # -- simulation ----------------------------------------------------------------------
+    def simulate_shot(self, row: dict, rng: np.random.Generator):
+        """(od float32, clouds table (MAX_CLOUDS, 10)) of one shot with parameters ``row``."""
+        counts = {k: int(row[f"n_{k.lower()}"]) for k in CLOUD_KINDS}
+        clouds = sample_clouds(counts, self.shape, rng)
+        column = render_od(clouds, self.shape)
+        contrast = float(row["fringe_contrast"])
+        camera = Camera(gain_counts_per_e=rng.uniform(0.5, 2.0), read_noise_e=rng.uniform(2, 10))
+        if int(row.get("fluorescence", 0)):
+            counts_per_od = rng.uniform(300.0, 3000.0)
+            frames = fluorescence_shot(column, camera, rng, counts_per_od=counts_per_od,
+                                       background_counts=rng.uniform(20.0, 300.0))
+            od = (frames["atoms"] - frames["dark"]) / counts_per_od
+        else:
+            probe = sample_probe(rng, self.shape, peak_counts=(1e3 * row["probe_kcounts"],) * 2,
+                                 plane_contrast=(0.0, max(contrast, 1e-6)),
+                                 ring_contrast=(0.0, max(1.5 * contrast, 1e-6)))
+            frames = absorption_shot(column, probe, camera, rng)
+            od, _ = optical_depth(frames["atoms"], frames["probe"], frames["dark"],
+                                  saturation_counts=camera.max_counts)
+        table = np.zeros((MAX_CLOUDS, len(CLOUD_COLUMNS)), np.float32)
+        for i, c in enumerate(clouds[:MAX_CLOUDS]):
+            table[i] = [CLOUD_KINDS.index(c.kind) + 1, c.x0, c.y0, c.wx, c.wy, c.theta,
+                        c.od_peak, c.tf_rx or 0.0, c.tf_ry or 0.0, c.tf_od_peak or 0.0]
+        return np.clip(od, *OD_CLIP).astype(np.float32), table
+
+    def simulate(self, params, rng):
+        n = len(next(iter(params.values())))
+        ods, tables = [], []
+        for i in range(n):
+            od, table = self.simulate_shot({k: v[i] for k, v in params.items()}, rng)
+            ods.append(od)
+            tables.append(table)
+        return {"od": np.stack(ods), "clouds": np.stack(tables)}
+
+    def network_input(self, observable):
+        x = np.clip(np.asarray(observable, dtype=np.float32), *OD_CLIP)
+        return x[None] if x.ndim == 2 else x
+
+    # -- labels --------------------------------------------------------------------------
+    def clouds_of(self, labels: dict) -> list[Cloud]:
+        return [c for c in (_cloud_from_row(r) for r in labels["clouds"]) if c is not None]
+
+    def detection_target(self, labels):
+        boxes, classes, masks = [], [], []
+        rows, cols = self.shape
+        for cloud in self.clouds_of(labels):
+            mask = cloud.mask(self.shape)
+            if not mask.any():
+                continue
+            x1, y1, x2, y2 = cloud.box()
+            box = [max(x1, 0.0), max(y1, 0.0), min(x2, cols), min(y2, rows)]
+            if box[2] - box[0] < 1.0 or box[3] - box[1] < 1.0:
+                continue
+            boxes.append(box)
+            classes.append(CLOUD_KINDS.index(cloud.kind) + 1)
+            masks.append(mask)
+        return {"boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+                "labels": np.asarray(classes, np.int64),
+                "masks": (np.stack(masks) if masks
+                          else np.zeros((0, *self.shape), bool)).astype(np.uint8)}
+
+    def _atoms(self, integrated_od_px: float) -> float:
+        return integrated_od_px * self.imaging.atoms_per_od_px()
+
+    def true_objects(self, labels, image):
+        out = []
+        for cloud in self.clouds_of(labels):
+            mask = cloud.mask(self.shape)
+            if not mask.any():
+                continue
+            x0, y0, wx, wy, theta = cloud.label_ellipse()
+            wx, wy, theta = (float(v) for v in canonical(wx, wy, theta))
+            integral = math.pi / 2 * cloud.wx * cloud.wy * cloud.od_peak
+            if cloud.kind == "BEC":
+                integral += 2 * math.pi / 5 * cloud.tf_rx * cloud.tf_ry * cloud.tf_od_peak
+            out.append({"class": cloud.kind, "mask": mask, "x0": x0, "y0": y0, "wx": wx,
+                        "wy": wy, "theta": theta,
+                        "amplitude": cloud.od_peak + (cloud.tf_od_peak or 0.0),
+                        "atom_number": self._atoms(integral)})
+        return out
+
+    def describe_objects(self, image, detection):
+        from retroscope.tasks.clouds.moments import gaussian_from_mask
+
+        od = np.asarray(image, np.float64)
+        od = od[0] if od.ndim == 3 else od
+        soft = np.asarray(detection["masks"], np.float64)
+        masks = soft >= 0.5
+        everything = masks.any(0) if len(masks) else np.zeros(od.shape, bool)
+        objects = []
+        for k in range(len(soft)):
+            obj = {"class": CLOUD_KINDS[int(detection["labels"][k]) - 1],
+                   "score": float(detection["scores"][k]),
+                   "box": [float(v) for v in detection["boxes"][k]], "mask": masks[k]}
+            if not masks[k].any():
+                continue
+            g = gaussian_from_mask(od, soft[k], all_masks=everything)
+            obj.update({"x0": g.x0, "y0": g.y0, "wx": g.wx, "wy": g.wy, "theta": g.theta,
+                        "amplitude": g.amplitude, "background": g.background,
+                        "atom_number": self._atoms(math.pi / 2 * g.wx * g.wy * g.amplitude)})
+            model = g.render(od.shape)
+            inside = masks[k]
+            scale = max(abs(g.amplitude), 1e-3)
+            obj["shape_score"] = float(np.sqrt(np.mean((od[inside] - model[inside]) ** 2)) / scale)
+            objects.append(obj)
+        return objects
+
+    def interval_scales(self, obj):
+        hx, hy = half_extents(obj["wx"], obj["wy"], obj["theta"])
+        return {"x0": float(hx), "y0": float(hy), "wx": obj["wx"], "wy": obj["wy"],
+                "theta": 1.0, "amplitude": abs(obj["amplitude"]),
+                "atom_number": abs(obj["atom_number"])}
+
+    def interval_unit(self, name):
+        return {"theta": "rad"}.get(name, "relative to the object's own size")
+
+    def parameter_error(self, name, predicted, true):
+        if name == "theta":
+            return float(angle_difference(predicted, true))
+        return float(predicted) - float(true)
+
+    def describe_truth(self, row):
+        return {k: int(v) if float(v).is_integer() else round(float(v), 3)
+                for k, v in row.items()}

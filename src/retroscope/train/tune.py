@@ -1,0 +1,314 @@
+"""``retroscope tune``: Bayesian optimisation of training hyperparameters, for any task.
+
+Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021), Sec. 4: a Gaussian-process model
+of the validation score over the hyperparameters, warm-started with five quasi-random (Sobol)
+trials, then trials chosen by expected improvement. Here Optuna's ``GPSampler`` (Matérn-5/2
+GP, log expected improvement, q-batch with running trials) after a ``QMCSampler`` (Sobol)
+warm start. Each trial is a short training run (``TrainConfig`` with the trial's values and a
+small budget) executed through the campaign executors (in-process, Dask LocalCluster or an
+existing Dask scheduler), ``parallel`` trials at a time.
+
+The study lives in ``OUT/study.journal`` (Optuna's journal file storage, safe for several
+processes), so a tuning run that is stopped can be continued with the same command: trials
+that were running when it stopped are marked failed and queued again with the same values.
+Writes ``OUT/tuning.json`` (best values, every trial, the best-so-far trace) and the plots
+``OUT/plots/best_so_far.png`` (the paper's Fig. 5g) and ``OUT/plots/slices.png`` (Fig. 5a-f:
+2D slices of the GP's mean through the best point, trials overlaid).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from retroscope.data.shards import write_json_atomic
+
+STUDY_FILE = "study.journal"
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One tuned ``TrainConfig`` field on [low, high] (log scale and integer as asked)."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def suggest(self, trial):
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def unit(self, value: np.ndarray) -> np.ndarray:
+        """Map values onto [0, 1] (through the log for log-scaled parameters)."""
+        v = np.log(value) if self.log else np.asarray(value, float)
+        lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+        return (v - lo) / (hi - lo)
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+        v = lo + np.asarray(u) * (hi - lo)
+        return np.exp(v) if self.log else v
+
+
+#: the search space of the paper's Table 1 (SGD with a step learning-rate schedule)
+PAPER_SPACE = (Hyperparameter("lr", 1e-4, 9e-3, log=True),
+               Hyperparameter("momentum", 0.7, 0.92),
+               Hyperparameter("step_size", 3, 15, integer=True),
+               Hyperparameter("decay", 1e-3, 1.0, log=True))
+#: regression tasks train with AdamW and a one-cycle schedule: its peak rate and weight decay
+REGRESSION_SPACE = (Hyperparameter("lr", 1e-4, 1e-2, log=True),
+                    Hyperparameter("weight_decay", 1e-6, 1e-2, log=True))
+
+
+def default_space(task) -> tuple[Hyperparameter, ...]:
+    """The paper's Table 1 for detection tasks, (lr, weight decay) for regression tasks."""
+    return PAPER_SPACE if getattr(task, "learner", "regression") == "detection" else REGRESSION_SPACE
+
+
+def objective_of(summary: dict, learner: str) -> float:
+    """The score a trial reports: the best validation mean of box and mask mAP (detection,
+    maximised) or minus the best validation loss (regression)."""
+    key = "best_val_mean_map" if learner == "detection" else "best_val_loss"
+    value = summary.get(key)
+    if value is None or not np.isfinite(value):
+        raise RuntimeError(f"trial summary has no finite {key}")
+    return float(value) if learner == "detection" else -float(value)
+
+
+def run_trial(task_name: str, cfg: dict, out: str) -> dict:
+    """Worker job: train one configuration from scratch into ``out``; return its summary."""
+    from retroscope.core.task import get_task
+    from retroscope.train.fit import TrainConfig, train
+
+    return train(get_task(task_name), TrainConfig(**cfg), Path(out), overwrite=True,
+                 progress=False)
+
+
+def _study(out: Path, seed: int):
+    import optuna
+    from optuna.samplers import GPSampler, QMCSampler
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = JournalStorage(JournalFileBackend(str(out / STUDY_FILE)))
+    sampler = GPSampler(seed=seed, n_startup_trials=5,
+                        independent_sampler=QMCSampler(qmc_type="sobol", scramble=True,
+                                                       seed=seed, warn_independent_sampling=False),
+                        warn_independent_sampling=False)
+    return optuna.create_study(study_name="retroscope", storage=storage, sampler=sampler,
+                               direction="maximize", load_if_exists=True)
+
+
+def _requeue_interrupted(study) -> int:
+    """Trials left running by an interrupted tuning run: mark failed, queue their values."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params)
+    return len(stale)
+
+
+def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=None,
+         space: tuple[Hyperparameter, ...] | None = None, seed: int = 0,
+         console=None) -> dict:
+    """Run (or continue) a study until ``n_trials`` trials have completed.
+
+    ``base`` is the ``TrainConfig`` of every trial (data, model, small budget: epochs,
+    max_minutes, limit_train); the trial's values replace its fields named in ``space``.
+    """
+    from optuna.trial import TrialState
+
+    from retroscope.compute.executors import InProcess
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    space = tuple(space or default_space(task))
+    fields = set(asdict(base))
+    unknown = [h.name for h in space if h.name not in fields]
+    if unknown:
+        raise ValueError(f"tuned names {unknown} are not training settings ({sorted(fields)})")
+    settings = {"task": task.name, "base": asdict(base), "space": [asdict(h) for h in space],
+                "seed": seed}
+    settings_file = out / "tuning_settings.json"
+    if settings_file.exists():
+        stored = json.loads(settings_file.read_text())
+        if stored != json.loads(json.dumps(settings)):
+            raise ValueError(f"{out} holds a study with other settings; use another --out")
+    else:
+        write_json_atomic(settings_file, settings)
+    learner = getattr(task, "learner", "regression")
+    study = _study(out, seed)
+    requeued = _requeue_interrupted(study)
+    if requeued and console:
+        console.print(f"re-queued {requeued} trial(s) interrupted by the last run")
+    executor = executor or InProcess()
+    while True:
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if done >= n_trials:
+            break
+        trials = [study.ask() for _ in range(min(parallel, n_trials - done))]
+        jobs = []
+        for trial in trials:
+            values = {h.name: h.suggest(trial) for h in space}
+            trial_dir = out / "trials" / f"{trial.number:04d}"
+            cfg = replace(base, **values)
+            jobs.append((task.name, asdict(cfg), str(trial_dir)))
+        by_dir = {job[2]: trial for job, trial in zip(jobs, trials)}
+        for summary in executor.map(_run_trial_safely, jobs):
+            trial = by_dir[summary["out"]]
+            try:
+                value = objective_of(summary, learner)
+            except RuntimeError as exc:
+                study.tell(trial, state=TrialState.FAIL)
+                if console:
+                    console.print(f"trial {trial.number} failed: {summary.get('error', exc)}")
+                continue
+            study.tell(trial, value)
+            shutil.rmtree(Path(summary["out"]) / "checkpoints", ignore_errors=True)
+            if console:
+                console.print(f"trial {trial.number}: {value:.4f}  {trial.params}")
+    return report(study, space, out, learner)
+
+
+def _run_trial_safely(task_name: str, cfg: dict, out: str) -> dict:
+    try:
+        summary = run_trial(task_name, cfg, out)
+    except Exception as exc:  # a diverging trial is a failed trial, not a failed study
+        return {"out": out, "error": f"{type(exc).__name__}: {exc}"}
+    return {**summary, "out": out}
+
+
+def report(study, space, out: Path, learner: str) -> dict:
+    """tuning.json and the two plots from the completed trials of a study."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not trials:
+        raise RuntimeError("no completed trials")
+    trials = sorted(trials, key=lambda t: t.number)
+    values = np.array([t.value for t in trials])
+    best = trials[int(np.argmax(values))]
+    result = {
+        "objective": "best validation mean of box and mask mAP" if learner == "detection"
+        else "minus the best validation loss",
+        "best_value": best.value, "best_params": best.params, "best_trial": best.number,
+        "n_complete": len(trials),
+        "n_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+        "trace_best_so_far": np.maximum.accumulate(values).tolist(),
+        "trials": [{"number": t.number, "value": t.value, "params": t.params}
+                   for t in trials],
+    }
+    plot_dir = out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    result["plots"] = [str(best_so_far_plot(values, plot_dir / "best_so_far.png")),
+                       str(slices_plot(trials, space, best.params, plot_dir / "slices.png"))]
+    write_json_atomic(out / "tuning.json", result)
+    return result
+
+
+def best_so_far_plot(values: np.ndarray, path: Path, n_startup: int = 5) -> Path:
+    """The best score so far against the trial number, Sobol warm start shaded (Fig. 5g)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    x = np.arange(1, len(values) + 1)
+    ax.axvspan(0.5, min(n_startup, len(values)) + 0.5, color="0.85", label="Sobol warm start")
+    ax.plot(x, values, "o", color="tab:red", ms=4, label="trial")
+    ax.step(x, np.maximum.accumulate(values), where="post", color="k", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation score")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def gp_posterior_mean(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    """Mean of a Matérn-5/2 GP on unit-cube inputs, length scale and noise chosen by the
+    marginal likelihood over a small grid (for the slice plots only; the sampler has its
+    own GP)."""
+    mu, sd = y.mean(), y.std() + 1e-12
+    t = (y - mu) / sd
+
+    def kernel(a, b, ell):
+        d = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)) / ell
+        return (1 + math.sqrt(5) * d + 5 / 3 * d ** 2) * np.exp(-math.sqrt(5) * d)
+
+    best = None
+    for ell in (0.1, 0.2, 0.35, 0.6, 1.0, 2.0):
+        for noise in (1e-4, 1e-2, 1e-1):
+            k = kernel(x, x, ell) + noise * np.eye(len(x))
+            try:
+                c = np.linalg.cholesky(k)
+            except np.linalg.LinAlgError:
+                continue
+            alpha = np.linalg.solve(c.T, np.linalg.solve(c, t))
+            lml = -0.5 * t @ alpha - np.log(np.diag(c)).sum()
+            if best is None or lml > best[0]:
+                best = (lml, ell, alpha)
+    _, ell, alpha = best
+    return mu + sd * kernel(xq, x, ell) @ alpha
+
+
+def slices_plot(trials, space, best_params: dict, path: Path, n: int = 40) -> Path:
+    """2D slices of the GP mean through the best point for every pair of hyperparameters,
+    the first five (Sobol) trials as black squares, later trials as red dots growing with the
+    trial number (the paper's Fig. 5a-f)."""
+    import itertools
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [h.name for h in space]
+    x = np.stack([[h.unit(t.params[h.name]) for h in space] for t in trials])
+    y = np.array([t.value for t in trials])
+    centre = np.array([h.unit(best_params[h.name]) for h in space])
+    pairs = list(itertools.combinations(range(len(space)), 2))
+    cols = min(3, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    grid = np.linspace(0, 1, n)
+    for ax, (i, j) in zip(axes.ravel(), pairs):
+        gi, gj = np.meshgrid(grid, grid, indexing="xy")
+        q = np.tile(centre, (n * n, 1))
+        q[:, i], q[:, j] = gi.ravel(), gj.ravel()
+        mean = gp_posterior_mean(x, y, q).reshape(n, n) if len(y) > 1 else np.full((n, n), y[0])
+        xi, xj = space[i].from_unit(grid), space[j].from_unit(grid)
+        im = ax.pcolormesh(xi, xj, mean, shading="auto", cmap="viridis")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        pi, pj = space[i].from_unit(x[:, i]), space[j].from_unit(x[:, j])
+        ax.scatter(pi[:5], pj[:5], marker="s", c="k", s=18)
+        ax.scatter(pi[5:], pj[5:], c="tab:red", s=8 + 4 * np.arange(len(pi[5:])),
+                   edgecolors="w", linewidths=0.5)
+        ax.scatter([space[i].from_unit(centre[i])], [space[j].from_unit(centre[j])],
+                   marker="*", c="yellow", s=120, edgecolors="k")
+        for axis, h in (("x", space[i]), ("y", space[j])):
+            if h.log:
+                getattr(ax, f"set_{axis}scale")("log")
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+    for ax in axes.ravel()[len(pairs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
