@@ -146,8 +146,60 @@ def evaluate(
     """Score a run on a split: metrics.json, plots, and the baseline comparison."""
     from retroscope.evaluate.report import evaluate as run_eval
 
+    if _run_learner(run) == "detection":
+        from retroscope.evaluate.detection import evaluate_detection
+
+        print_detection_metrics(evaluate_detection(run, data, split, out=out))
+        return
     metrics = run_eval(run, data, split, out=out, baseline_n=baseline)
     print_metrics(metrics)
+
+
+def _print_rows(rows: list[dict], title: str, skip=("file",)) -> None:
+    if not rows:
+        return
+    columns = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip
+               and not k.endswith(("_low", "_high"))]
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[f"{row[c]:.4g}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                        for c in columns])
+    console.print(table)
+
+
+def _run_learner(run: Path) -> str:
+    """"detection" or "regression", from the run's stored task (without loading weights)."""
+    from retroscope.core.task import get_task
+
+    config = run / "config.json"
+    if not config.exists():
+        _fail(f"{run}: no config.json; is this a retroscope run?")
+    return getattr(get_task(json.loads(config.read_text())["task"]), "learner", "regression")
+
+
+def print_detection_metrics(metrics: dict) -> None:
+    coco = metrics["coco"]
+    table = Table(title=f"{metrics['split']} split, n = {metrics['n']} frames: COCO mAP")
+    for col in ("class", "box mAP", "mask mAP"):
+        table.add_column(col)
+    table.add_row("all", f"{coco['box_map']:.3f}", f"{coco['mask_map']:.3f}")
+    for key in coco:
+        if key.startswith("box_map_") and not key[8:].isdigit():
+            name = key[8:]
+            box, mask = coco[key], coco.get(f"mask_map_{name}")
+            table.add_row(name, "-" if box is None else f"{box:.3f}",
+                          "-" if mask is None else f"{mask:.3f}")
+    console.print(table)
+    objects = metrics["objects"]
+    console.print(f"objects: {objects['matched_iou50']}/{objects['true']} found (IoU >= 0.5), "
+                  f"{objects['detected']} reported   inference: "
+                  f"{metrics['inference_ms_per_frame']:.1f} ms/frame")
+    coverage = metrics.get("interval_coverage", {})
+    if coverage:
+        console.print("interval coverage: " + "   ".join(f"{k} {100 * v:.0f}%"
+                                                       for k, v in coverage.items()))
 
 
 def print_metrics(metrics: dict) -> None:
@@ -192,6 +244,16 @@ def predict(
             group_key("x/y.png", group)
         except ValueError as exc:
             _fail(str(exc))
+    if _run_learner(run) == "detection":
+        from retroscope.infer.batch import predict_detection_files
+
+        rows, failures = predict_detection_files(run, files, settings=settings, out=out)
+        _print_rows(rows, f"objects ({run})")
+        for label, reason in failures:
+            err.print(f"[red]failed:[/] {label}: {reason}")
+        if failures:
+            raise typer.Exit(1)
+        return
     rows, failures = predict_files(run, files, settings=settings, out=out)
     if group is not None and rows:
         columns = [c for c in rows[0] if f"{c}_low" in rows[0]]

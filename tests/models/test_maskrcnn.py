@@ -110,16 +110,24 @@ def test_norm_layers():
         norms = [m for m in body.modules() if isinstance(m, (nn.GroupNorm, FrozenBatchNorm2d,
                                                               nn.BatchNorm2d))]
         assert len(norms) == 20 and all(type(m) is layer for m in norms)  # 1 + 8 x 2 + 3
+    # normalised heads: 4 FPN inner + 4 FPN layer convs and 4 mask-head convs
+    model = build_maskrcnn(norm="group", image_size=64)
+    heads = [m for m in (*model.backbone.fpn.modules(), *model.roi_heads.mask_head.modules())
+             if isinstance(m, nn.GroupNorm)]
+    assert len(heads) == 12
+    plain = build_maskrcnn(norm="group", image_size=64, head_norm=False)
+    assert not any(isinstance(m, nn.GroupNorm) for m in plain.backbone.fpn.modules())
 
 
 def test_resnet50_matches_torchvision_maskrcnn_resnet50_fpn(offline):
     reference = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4)
     ref_shapes = {k: v.shape for k, v in reference.state_dict().items()}
-    ours = build_model("maskrcnn_resnet50_fpn", norm="batch").state_dict()  # torchvision's norm
+    ours = build_model("maskrcnn_resnet50_fpn", norm="batch",  # torchvision's layers
+                       head_norm=False).state_dict()
     assert set(ours) == set(ref_shapes)
     differ = {k for k, v in ours.items() if v.shape != ref_shapes[k]}
     assert differ == {"backbone.body.conv1.weight"}  # 1 input channel instead of 3
-    frozen = build_model("maskrcnn_resnet50_fpn", norm="frozen").state_dict()
+    frozen = build_model("maskrcnn_resnet50_fpn", norm="frozen", head_norm=False).state_dict()
     assert set(frozen) == {k for k in ref_shapes if not k.endswith("num_batches_tracked")}
 
 

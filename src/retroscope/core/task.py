@@ -284,6 +284,31 @@ class DetectionTask(Task):
         """Signed error of one parameter (an angle task overrides it for periodicity)."""
         return float(predicted) - float(true)
 
+    def read_experimental(self, paths, settings: dict | None = None):
+        """Experimental inputs: ([(label, source file, observable, context)], failures
+        [(label, reason)]). The default reads every frame of every file as one observable;
+        a task whose measurement spans several files (e.g. absorption triplets) overrides it."""
+        from retroscope.infer.readers import ReadError, read_images
+
+        items, failures = [], []
+        for path in paths:
+            try:
+                frames = read_images(path)
+            except ReadError as exc:
+                failures.append((str(path), str(exc)))
+                continue
+            for label, image in frames:
+                try:
+                    items.append((label, str(path), self.preprocess(image, settings), {}))
+                except ValueError as exc:
+                    failures.append((label, str(exc)))
+        return items, failures
+
+    def to_frame(self, obj: dict, context: dict) -> dict:
+        """A described object in the experimental frame's units (``context`` from
+        :meth:`read_experimental`), without its mask."""
+        return {k: v for k, v in obj.items() if k != "mask"}
+
 
 _REGISTRY: dict[str, Task] = {}
 _LOADED = False

@@ -73,6 +73,48 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     return rows, failures
 
 
+def predict_detection_files(run: Path, files: list[Path], settings: Path | None = None,
+                            out: Path | None = None, batch_size: int = 8):
+    """Objects in every experimental input of a detection run: one row per object (class,
+    score, box, parameters with intervals, shape flag) or one row with n_objects = 0 for an
+    input where nothing was found. Returns (rows, failures)."""
+    from retroscope.infer.detection import DetectionPredictor
+
+    predictor = DetectionPredictor(run)
+    task = predictor.task
+    cfg = load_settings(settings)
+    if cfg is not None:
+        cfg = task.check_settings(cfg, source=str(settings))
+    items, failures = task.read_experimental(files, cfg)
+    rows = []
+    xs, kept = [], []
+    for label, source, observable, context in items:
+        try:
+            xs.append(predictor.inputs([observable])[0])
+            kept.append((label, source, context))
+        except ValueError as exc:
+            failures.append((label, str(exc)))
+    objects = predictor.predict_inputs(xs, batch_size=batch_size) if xs else []
+    for (label, source, context), objs in zip(kept, objects):
+        if not objs:
+            rows.append({"input": label, "file": source, "n_objects": 0})
+        for k, obj in enumerate(objs):
+            row = {"input": label, "file": source, "n_objects": len(objs), "object": k}
+            for key, value in task.to_frame(obj, context).items():
+                if key == "box":
+                    row.update({f"box_{c}": float(v) for c, v in zip("x1 y1 x2 y2".split(),
+                                                                       value)})
+                else:
+                    row[key] = float(value) if isinstance(value, (float, np.floating)) else value
+            rows.append(row)
+    if out is not None:
+        fields = []
+        for row in rows:
+            fields += [k for k in row if k not in fields]
+        write_csv(Path(out), [{k: row.get(k, "") for k in fields} for row in rows], failures)
+    return rows, failures
+
+
 def group_key(path: str, group: str) -> str:
     """The sequence a prediction belongs to: ``folder`` (the file's parent folder), ``file``
     (all frames of one file), or ``regex:PATTERN`` (the first capture group, else the whole

@@ -28,6 +28,8 @@ from retroscope.data.shards import write_json_atomic
 
 WEIGHTS = "model.safetensors"
 MATCH_IOU = 0.5
+ALL = "all"
+MIN_PER_CLASS = 20
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,26 +87,34 @@ def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path
     out = Path(out)
     images = [val_set[i][0].numpy() for i in range(len(val_set))]
     dets = [_keep(d, score_threshold) for d in run_detector(model, images)]
-    ratios: dict[str, list[float]] = {}
-    shape_scores, n_true, n_matched = [], 0, 0
+    ratios: dict[tuple[str, str], list[float]] = {}
+    shapes: dict[str, list[float]] = {}
+    n_true, n_matched = 0, 0
     for i, det in enumerate(dets):
         truth = task.true_objects(val_set.labels_row(i), images[i])
         n_true += len(truth)
         objects = task.describe_objects(images[i], det)
+        pred_masks = np.stack([o["mask"] for o in objects]) if objects else np.zeros((0, 1, 1))
         true_masks = np.stack([t["mask"] for t in truth]) if truth else np.zeros((0, 1, 1))
-        for p, t, _ in match(det["masks"] >= 0.5, true_masks):
+        for p, t, _ in match(pred_masks, true_masks):
             n_matched += 1
-            shape_scores.append(objects[p]["shape_score"])
+            obj = objects[p]
+            for cls in (obj["class"], ALL):
+                shapes.setdefault(cls, []).append(obj["shape_score"])
             for name, scale in task.interval_scales(truth[t]).items():
-                err = task.parameter_error(name, objects[p][name], truth[t][name])
-                ratios.setdefault(name, []).append(abs(err) / scale)
+                ratio = abs(task.parameter_error(name, obj[name], truth[t][name])) / scale
+                for cls in (obj["class"], ALL):
+                    ratios.setdefault((cls, name), []).append(ratio)
     level = cfg.coverage
-    conformal = {}
-    for name, r in ratios.items():
+    conformal: dict[str, dict[str, float]] = {}
+    for (cls, name), r in ratios.items():
+        if cls != ALL and len(r) < MIN_PER_CLASS:
+            continue  # too few for its own quantile: the class uses the pooled one
         r = np.sort(np.asarray(r))
         k = min(len(r) - 1, int(np.ceil((len(r) + 1) * level)) - 1)
-        conformal[name] = float(r[max(k, 0)])
-    shape_threshold = float(np.percentile(shape_scores, 99)) if shape_scores else float("inf")
+        conformal.setdefault(cls, {})[name] = float(r[max(k, 0)])
+    shape_threshold = {cls: float(np.percentile(v, 99)) for cls, v in shapes.items()
+                       if cls == ALL or len(v) >= MIN_PER_CLASS}
     meta = {"task": task.name, "model": cfg.model, "model_kwargs": json.dumps(model_kwargs),
             "input_shape": json.dumps(list(images[0].shape)),
             "classes": json.dumps(list(task.classes)),
@@ -118,8 +128,11 @@ def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path
     write_json_atomic(out / "calibration.json", {
         "score_threshold": score_threshold, "coverage": level,
         "conformal_half_width": conformal,
-        "interval_units": {name: task.interval_unit(name) for name in conformal},
+        "interval_units": {name: task.interval_unit(name)
+                           for name in conformal.get(ALL, {})},
         "shape_score_threshold": shape_threshold,
+        "per_class": f"classes with >= {MIN_PER_CLASS} matched validation objects get their "
+                     f"own quantiles, the others the pooled ones ({ALL!r})",
         "matched_objects": n_matched, "true_objects": n_true,
         "match": f"mask IoU >= {MATCH_IOU}"})
     return {"val_recall_at_iou50": n_matched / n_true if n_true else None,
@@ -168,19 +181,24 @@ class DetectionPredictor:
         return xs
 
     def predict_inputs(self, xs: list[np.ndarray], batch_size: int = 8) -> list[list[dict]]:
-        dets = run_detector(self.model, xs, batch_size, self.device)
-        half = self.calibration["conformal_half_width"]
-        shape_limit = self.calibration["shape_score_threshold"]
+        return self.describe(xs, run_detector(self.model, xs, batch_size, self.device))
+
+    def describe(self, xs: list[np.ndarray], dets: list[dict]) -> list[list[dict]]:
+        """Objects above the score threshold with parameters, intervals and shape flag."""
+        halves = self.calibration["conformal_half_width"]
+        limits = self.calibration["shape_score_threshold"]
         results = []
         for x, det in zip(xs, dets):
             det = _keep(det, self.score_threshold)
             objects = self.task.describe_objects(x, det)
             for obj in objects:
+                half = {**halves.get(ALL, {}), **halves.get(obj["class"], {})}
                 for name, scale in self.task.interval_scales(obj).items():
                     if name in half:
                         obj[f"{name}_low"] = obj[name] - half[name] * scale
                         obj[f"{name}_high"] = obj[name] + half[name] * scale
-                obj["unlike_training"] = bool(obj["shape_score"] > shape_limit)
+                limit = limits.get(obj["class"], limits.get(ALL, float("inf")))
+                obj["unlike_training"] = bool(obj["shape_score"] > limit)
             results.append(objects)
         return results
 

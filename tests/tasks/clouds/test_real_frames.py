@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from retroscope.tasks.clouds.fringes import od_with_fringe_removal
+from retroscope.tasks.clouds.fringes import atom_free_mask, od_with_fringe_removal
 from retroscope.tasks.clouds.optical_depth import optical_depth
 from retroscope.tasks.clouds.shots import find_triplets, load_shot
 
@@ -20,13 +19,6 @@ def series():
         pytest.skip(f"real data folder {DATA} absent")
     shots, problems = find_triplets(DATA)
     return shots, problems, [load_shot(shot) for shot in shots]
-
-
-def atom_free_mask(od: np.ndarray) -> np.ndarray:
-    """Pixels far from the atoms: smoothed OD (Gaussian, 4 px) below 0.2, with the atom
-    region grown by 10 px."""
-    atoms = ndimage.gaussian_filter(od.astype(np.float64), 4.0) > 0.2
-    return ~ndimage.binary_dilation(atoms, iterations=10)
 
 
 def test_twelve_complete_triplets(series):

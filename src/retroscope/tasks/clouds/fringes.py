@@ -91,3 +91,14 @@ def od_with_fringe_removal(atoms: np.ndarray, probes: np.ndarray, dark: np.ndarr
     reference = remover.reference(atoms, mask) + remover.dark
     return optical_depth(atoms, reference, dark, min_counts=min_counts,
                          saturation_counts=saturation_counts)
+
+
+def atom_free_mask(od: np.ndarray, threshold: float = 0.2, smooth_px: float = 4.0,
+                   grow_px: int = 10) -> np.ndarray:
+    """The pixels far from any atoms, where a reference probe can be fitted: the OD smoothed by
+    a Gaussian of ``smooth_px`` stays below ``threshold``, with the atom region grown by
+    ``grow_px`` pixels (a faint shot leaves the whole frame atom-free)."""
+    from scipy import ndimage
+
+    atoms = ndimage.gaussian_filter(np.asarray(od, dtype=np.float64), smooth_px) > threshold
+    return ~ndimage.binary_dilation(atoms, iterations=grow_px) if atoms.any() else ~atoms

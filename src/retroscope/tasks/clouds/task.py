@@ -27,9 +27,14 @@ import numpy as np
 from retroscope.core.params import ParameterSpace, Scalar
 from retroscope.core.task import DetectionTask, ModelSpec
 from retroscope.tasks.clouds.frames import Camera, absorption_shot, fluorescence_shot, sample_probe
-from retroscope.tasks.clouds.geometry import angle_difference, canonical, half_extents
+from retroscope.tasks.clouds.geometry import (
+    Gaussian2D,
+    angle_difference,
+    canonical,
+    half_extents,
+)
 from retroscope.tasks.clouds.optical_depth import cross_section_m2, optical_depth
-from retroscope.tasks.clouds.profiles import CLOUD_KINDS, Cloud, bimodal_peaks, render_od
+from retroscope.tasks.clouds.profiles import CLOUD_KINDS, Cloud, render_od
 
 MAX_CLOUDS = 4
 #: columns of the stored ``clouds`` table
@@ -66,9 +71,10 @@ def sample_clouds(counts: dict[str, int], shape: tuple[int, int],
                   rng: np.random.Generator, od_scale: float = 1.0) -> list[Cloud]:
     """Random clouds of each kind on a (rows, cols) frame. Sizes are fractions of the smaller
     side S: MOT 1/e^2 radius 0.06-0.22 S, aspect 0.6-1, peak OD 0.15-1.5; ODT 0.08-0.35 S
-    long, aspect 0.06-0.3 (at least 1.5 px wide), peak OD 0.3-3; BEC thermal radius
-    0.05-0.15 S, Thomas-Fermi radii 0.3-0.8 of it, peak OD 0.3-3 with condensate fraction
-    0.2-0.9. Centres lie within the middle 80% of the frame; angles are uniform."""
+    long, aspect 0.08-0.3 (1/e^2 minor radius at least 3 px), peak OD 0.3-3; BEC: thermal
+    radius 0.05-0.15 S with peak OD 0.15-0.8 (a visible thermal wing, whose 1/e^2 ellipse is
+    the label), Thomas-Fermi radii 0.3-0.8 of it and a condensate peak 1.5-6 times the thermal
+    one (at most 3), so that the bimodal shape is visible. Centres lie within the middle 80% of the frame; angles are uniform."""
     rows, cols = shape
     side = min(rows, cols)
     clouds = []
@@ -83,16 +89,16 @@ def sample_clouds(counts: dict[str, int], shape: tuple[int, int],
                                     od_scale * rng.uniform(0.15, 1.5)))
             elif kind == "ODT":
                 wx = rng.uniform(0.08, 0.35) * side
-                wy = max(1.5, wx * rng.uniform(0.06, 0.3))
+                wy = max(3.0, wx * rng.uniform(0.08, 0.3))
                 clouds.append(Cloud(kind, x0, y0, wx, wy, theta,
                                     od_scale * rng.uniform(0.3, 3.0)))
             else:
                 wx = rng.uniform(0.05, 0.15) * side
                 wy = wx * rng.uniform(0.6, 1.0)
                 rx, ry = wx * rng.uniform(0.3, 0.8), wy * rng.uniform(0.3, 0.8)
-                od_th, od_tf = bimodal_peaks(od_scale * rng.uniform(0.3, 3.0),
-                                             rng.uniform(0.2, 0.9), wx, wy, rx, ry)
-                clouds.append(Cloud(kind, x0, y0, wx, wy, theta, od_th, rx, ry, od_tf))
+                od_th = od_scale * rng.uniform(0.15, 0.8)
+                clouds.append(Cloud(kind, x0, y0, wx, wy, theta, od_th, rx, ry,
+                                    min(od_th * rng.uniform(1.5, 6.0), 3.0 * od_scale)))
     return clouds
 
 
@@ -104,7 +110,13 @@ class CloudsTask(DetectionTask):
     observable = "od"
     classes = CLOUD_KINDS
     label_keys = ("clouds",)
-    model = ModelSpec("maskrcnn_resnet18_fpn", {"norm": "group"})
+    # at most four clouds per shot: far fewer region proposals and RoI samples than COCO's
+    # defaults suffice, which halves a training step on the CPU
+    model = ModelSpec("maskrcnn_resnet18_fpn", {
+        "norm": "group", "rpn_pre_nms_top_n_train": 1000, "rpn_post_nms_top_n_train": 500,
+        "rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_test": 200,
+        "box_batch_size_per_image": 128, "box_detections_per_img": 20,
+        "fpn_channels": 128, "representation_size": 512})
     batch_size = 4  # the paper's
     learning_rate = 5e-3
 
@@ -182,13 +194,11 @@ class CloudsTask(DetectionTask):
 
     def detection_target(self, labels):
         boxes, classes, masks = [], [], []
-        rows, cols = self.shape
         for cloud in self.clouds_of(labels):
             mask = cloud.mask(self.shape)
             if not mask.any():
                 continue
-            x1, y1, x2, y2 = cloud.box()
-            box = [max(x1, 0.0), max(y1, 0.0), min(x2, cols), min(y2, rows)]
+            box = self._clipped_box(cloud)
             if box[2] - box[0] < 1.0 or box[3] - box[1] < 1.0:
                 continue
             boxes.append(box)
@@ -213,11 +223,28 @@ class CloudsTask(DetectionTask):
             integral = math.pi / 2 * cloud.wx * cloud.wy * cloud.od_peak
             if cloud.kind == "BEC":
                 integral += 2 * math.pi / 5 * cloud.tf_rx * cloud.tf_ry * cloud.tf_od_peak
-            out.append({"class": cloud.kind, "mask": mask, "x0": x0, "y0": y0, "wx": wx,
-                        "wy": wy, "theta": theta,
-                        "amplitude": cloud.od_peak + (cloud.tf_od_peak or 0.0),
-                        "atom_number": self._atoms(integral)})
+            amplitude = cloud.od_peak + (cloud.tf_od_peak or 0.0)
+            out.append({"class": cloud.kind, "mask": mask, "box": self._clipped_box(cloud),
+                        "x0": x0, "y0": y0, "wx": wx, "wy": wy, "theta": theta,
+                        "amplitude": amplitude, "atom_number": self._atoms(integral),
+                        "gaussian": Gaussian2D(x0, y0, wx, wy, theta, amplitude, 0.0)})
         return out
+
+    def _clipped_box(self, cloud: Cloud) -> list[float]:
+        rows, cols = self.shape
+        x1, y1, x2, y2 = cloud.box()
+        return [max(x1, 0.0), max(y1, 0.0), min(x2, cols), min(y2, rows)]
+
+    def evaluate_objects(self, images, labels, objects, matches, plot_dir) -> dict:
+        """Sec. 5 / Fig. 7: Gaussian parameters from the masks against the conventional
+        ROI moments, and mask-seeded against unseeded 2D fits (:mod:`.evaluation`)."""
+        from retroscope.tasks.clouds.evaluation import gaussian_comparison, rmse_bar_plot
+
+        truths = [self.true_objects(lab, img) for lab, img in zip(labels, images)]
+        result = gaussian_comparison(images, truths, objects, matches)
+        if result["clouds"]:
+            result["plots"] = [str(rmse_bar_plot(result, plot_dir / "gaussian_rmse.png"))]
+        return result
 
     def describe_objects(self, image, detection):
         from retroscope.tasks.clouds.moments import gaussian_from_mask
@@ -226,7 +253,6 @@ class CloudsTask(DetectionTask):
         od = od[0] if od.ndim == 3 else od
         soft = np.asarray(detection["masks"], np.float64)
         masks = soft >= 0.5
-        everything = masks.any(0) if len(masks) else np.zeros(od.shape, bool)
         objects = []
         for k in range(len(soft)):
             obj = {"class": CLOUD_KINDS[int(detection["labels"][k]) - 1],
@@ -234,7 +260,7 @@ class CloudsTask(DetectionTask):
                    "box": [float(v) for v in detection["boxes"][k]], "mask": masks[k]}
             if not masks[k].any():
                 continue
-            g = gaussian_from_mask(od, soft[k], all_masks=everything)
+            g = gaussian_from_mask(od, soft[k], all_masks=soft)
             obj.update({"x0": g.x0, "y0": g.y0, "wx": g.wx, "wy": g.wy, "theta": g.theta,
                         "amplitude": g.amplitude, "background": g.background,
                         "atom_number": self._atoms(math.pi / 2 * g.wx * g.wy * g.amplitude)})
@@ -258,6 +284,23 @@ class CloudsTask(DetectionTask):
         if name == "theta":
             return float(angle_difference(predicted, true))
         return float(predicted) - float(true)
+
+    def check_settings(self, settings, source="settings"):
+        from retroscope.tasks.clouds.lab import check_settings
+
+        return check_settings(settings, source)
+
+    def read_experimental(self, paths, settings=None):
+        """Raw shots (triplets by file-name pattern, or HDF5 shot files) to binned OD
+        (:mod:`.lab`)."""
+        from retroscope.tasks.clouds.lab import shot_inputs
+
+        return shot_inputs(paths, settings, self.shape)
+
+    def to_frame(self, obj, context):
+        from retroscope.tasks.clouds.lab import to_frame
+
+        return to_frame(obj, context)
 
     def describe_truth(self, row):
         return {k: int(v) if float(v).is_integer() else round(float(v), 3)

@@ -1,0 +1,152 @@
+"""The clouds task's figures, as JSON (Hofer et al. 2021 as the reference).
+
+    python benchmarks/clouds.py --run RUN --data DATA [--tuning STUDY] [--out FILE]
+
+* accuracy of a trained run on its test split: COCO box and mask mAP (0.50:0.95, AP50, AP75,
+  per class), recall, interval coverage; Gaussian parameters from the masks against the
+  conventional ROI moments (RMSE per parameter, Fig. 7h) and seeded against unseeded 2D fits;
+* inference: milliseconds per 256x256 OD frame on this CPU (binning to the network's size,
+  Mask R-CNN, mask moments and intervals), one frame at a time, median of 30;
+* real frames (../shared/data/clouds/probe-reconstruction, if present): OD from the triplets,
+  the OD noise in atom-free regions with and without fringe removal, and what the run finds
+  per frame (count, class, score, whether the shape is unlike the training clouds);
+* a tuning study's result (``--tuning``): trials, best value and parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "clouds" / "probe-reconstruction"
+
+
+def _machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+def accuracy(run: Path, data: Path) -> dict:
+    from retroscope.evaluate.detection import evaluate_detection
+
+    return evaluate_detection(run, data, "test", out=RESULTS / "clouds_run")
+
+
+def inference_speed(run: Path, data: Path, n: int = 30) -> dict:
+    """A 256x256 frame (the test split's frames upsampled x2, as a finer camera would see the
+    same clouds) through binning, the network and the per-object description."""
+    from retroscope.data.dataset import ShardDataset
+    from retroscope.infer.detection import DetectionPredictor
+    from retroscope.tasks.clouds.lab import _bin
+
+    predictor = DetectionPredictor(run, device="cpu")
+    shape = predictor.input_shape[-2:]
+    dataset = ShardDataset(data, predictor.task, "test", in_memory=True)
+    frames = [np.kron(dataset.observable(i), np.ones((2, 2), np.float32))
+              for i in range(min(n, len(dataset)))]
+    predictor.predict([_bin(frames[0], shape, "auto", "warm-up")[0]])
+    times = []
+    for frame in frames:
+        t0 = time.perf_counter()
+        binned, _ = _bin(frame, shape, "auto", "frame")
+        predictor.predict([binned])
+        times.append(time.perf_counter() - t0)
+    return {"frame": f"{frames[0].shape[0]}x{frames[0].shape[1]} binned to "
+                     f"{shape[0]}x{shape[1]}", "ms_per_frame_median": 1e3 * float(np.median(times)),
+            "ms_per_frame_p90": 1e3 * float(np.percentile(times, 90)), "frames": len(times),
+            "target_ms": 300}
+
+
+def real_frames(run: Path | None) -> dict:
+    from retroscope.tasks.clouds.fringes import atom_free_mask, od_with_fringe_removal
+    from retroscope.tasks.clouds.optical_depth import optical_depth
+    from retroscope.tasks.clouds.shots import find_triplets, load_shot
+
+    if not REAL.is_dir():
+        return {"available": False, "reason": f"{REAL} absent"}
+    shots, problems = find_triplets(REAL)
+    frames = [load_shot(s) for s in shots]
+    rows = []
+    for k, f in enumerate(frames):
+        own, _ = optical_depth(**f)
+        free = atom_free_mask(own)
+        others = np.stack([g["probe"] for j, g in enumerate(frames) if j != k])
+        cleaned, _ = od_with_fringe_removal(f["atoms"], others, f["dark"], free)
+        rows.append({"shot": shots[k].id, "od_p999": float(np.percentile(own, 99.9)),
+                     "atom_free_fraction": float(free.mean()),
+                     "od_std_free": float(own[free].std()),
+                     "od_std_free_fringe_removed": float(cleaned[free].std())})
+    factors = [r["od_std_free"] / r["od_std_free_fringe_removed"] for r in rows]
+    out = {"available": True, "shots": len(shots), "problems": problems,
+           "fringe_removal": "leave-one-out least squares (Ockeloen 2010), 11 probe frames",
+           "od_noise_reduction_mean": float(np.mean(factors)),
+           "od_noise_reduction_range": [float(min(factors)), float(max(factors))],
+           "per_shot": rows}
+    if run is not None:
+        from retroscope.infer.batch import predict_detection_files
+
+        settings = RESULTS / "clouds_real_settings.json"
+        settings.write_text(json.dumps({"fringe_removal": True}))
+        objs, failures = predict_detection_files(run, [REAL], settings=settings)
+        per_frame = {}
+        for row in objs:
+            per_frame.setdefault(row["input"], []).append(row)
+        counts = [rows_[0]["n_objects"] for rows_ in per_frame.values()]
+        out["detections"] = {
+            "frames": len(per_frame), "failures": failures,
+            "objects_per_frame": counts,
+            "frames_with_exactly_one": int(sum(c == 1 for c in counts)),
+            "objects": [{k: r.get(k) for k in ("input", "class", "score", "shape_score",
+                                                "unlike_training", "wx", "wy")}
+                        for r in objs if r["n_objects"]]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--tuning", type=Path)
+    parser.add_argument("--out", type=Path, default=RESULTS / "clouds.json")
+    parser.add_argument("--skip", nargs="*", default=[])
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result["machine"] = _machine()
+
+    def step(name, fn):
+        if name in args.skip:
+            return
+        t0 = time.perf_counter()
+        result[name] = fn()
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+    if args.run is not None and args.data is not None:
+        summary = json.loads((args.run / "train_summary.json").read_text())
+        config = json.loads((args.run / "config.json").read_text())
+        result["training"] = {**summary, "config": config}
+        step("accuracy", lambda: accuracy(args.run, args.data))
+        step("inference", lambda: inference_speed(args.run, args.data))
+    step("real_frames", lambda: real_frames(args.run))
+    if args.tuning is not None:
+        result["tuning"] = json.loads((args.tuning / "tuning.json").read_text())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "accuracy"}, indent=1,
+                     default=str)[:4000])
+
+
+if __name__ == "__main__":
+    main()
