@@ -95,9 +95,12 @@ def real_frames(run: Path | None) -> dict:
     if run is not None:
         from retroscope.infer.batch import predict_detection_files
 
-        settings = RESULTS / "clouds_real_settings.json"
-        settings.write_text(json.dumps({"fringe_removal": True}))
-        objs, failures = predict_detection_files(run, [REAL], settings=settings)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Path(tmp) / "real.json"
+            settings.write_text(json.dumps({"fringe_removal": True}))
+            objs, failures = predict_detection_files(run, [REAL], settings=settings)
         per_frame = {}
         for row in objs:
             per_frame.setdefault(row["input"], []).append(row)

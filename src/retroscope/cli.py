@@ -96,6 +96,7 @@ def train(
     decay: Annotated[float, typer.Option(help="learning-rate factor per step (detection)")] = 0.1,
     max_minutes: Annotated[Optional[float], typer.Option(help="stop training after this")] = None,
     augment: Annotated[float, typer.Option(help="fraction of samples given detector imperfections")] = 1.0,
+    limit_val: Annotated[Optional[int], typer.Option(help="validate on this many samples")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
     tracking: Annotated[str, typer.Option(help="csv or mlflow")] = "csv",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
@@ -115,7 +116,8 @@ def train(
                       model_kwargs=kwargs, epochs=epochs,
                       batch_size=batch_size or getattr(t, "batch_size", 64),
                       lr=lr or getattr(t, "learning_rate", 2e-3), momentum=momentum,
-                      step_size=step_size, decay=decay, max_minutes=max_minutes, augment=augment, num_workers=workers,
+                      step_size=step_size, decay=decay, max_minutes=max_minutes,
+                      augment=augment, num_workers=workers, limit_val=limit_val,
                       tracking=tracking, tracking_uri=tracking_uri, seed=seed)
     try:
         summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)

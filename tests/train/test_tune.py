@@ -31,12 +31,12 @@ def test_tuning_completes_resumes_and_reports(tmp_path, blob_task, blob_data):
     first = tune(blob_task, _base(blob_data), out, n_trials=2, space=SPACE)
     assert first["n_complete"] == 2
     # a trial left running by a stopped tuning run is failed and queued again
-    study = _study(out, seed=0)
+    study = _study(out, seed=0, space=SPACE)
     stale = study.ask()
     stale_lr = stale.suggest_float("lr", 1e-4, 1e-2, log=True)
     stale.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
-    result = tune(blob_task, _base(blob_data), out, n_trials=4, space=SPACE)
-    assert result["n_complete"] == 4 and result["n_failed"] == 1
+    result = tune(blob_task, _base(blob_data), out, n_trials=5, space=SPACE)
+    assert result["n_complete"] == 5 and result["n_failed"] == 1
     lrs = [t["params"]["lr"] for t in result["trials"]]
     assert stale_lr in lrs  # the interrupted trial was run again with its values
     assert result["trace_best_so_far"] == sorted(result["trace_best_so_far"])
@@ -45,8 +45,9 @@ def test_tuning_completes_resumes_and_reports(tmp_path, blob_task, blob_data):
     assert stored["best_params"] == result["best_params"]
     for plot in result["plots"]:
         assert (out / "plots").exists() and __import__("pathlib").Path(plot).stat().st_size > 5000
-    # the first trials are the Sobol warm start: spread over the box, not a GP choice
-    assert len({round(v, 6) for v in lrs[:2]}) == 2
+    # the five Sobol points of the warm start, each run once: the restart neither repeats
+    # nor skips them (the stale one was re-run, the failed attempt is not counted)
+    assert len({round(v, 9) for v in lrs}) == len(lrs) == 5
 
 
 def test_tuning_refuses_other_settings_in_the_same_folder(tmp_path, blob_task, blob_data):

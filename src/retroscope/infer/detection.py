@@ -7,9 +7,11 @@ number). Their intervals are split-conformal (Angelopoulos & Bates 2021): on the
 split every detection is matched to the true object it overlaps most (mask IoU >= 0.5), the
 absolute error of each parameter divided by the task's scale for it (e.g. a centre error in
 units of the cloud's radius, as in the paper's Fig. 7) is collected, and the ``coverage``
-quantile of those ratios becomes the interval half-width in the same units. The task's
+quantile of those ratios becomes the interval half-width in the same units, per class where
+the class has at least 20 matched validation objects and pooled otherwise. The task's
 ``shape_score`` (for clouds: how far the image inside the mask is from the Gaussian built from
-the mask's parameters) gets a threshold at the 99th percentile of matched validation objects;
+the mask's parameters) gets a threshold at the 99th percentile of matched validation objects
+(per class likewise);
 objects above it are flagged as unlike anything seen in training, as the regression tasks' OOD
 flag does for whole inputs.
 """
@@ -194,9 +196,10 @@ class DetectionPredictor:
             for obj in objects:
                 half = {**halves.get(ALL, {}), **halves.get(obj["class"], {})}
                 for name, scale in self.task.interval_scales(obj).items():
-                    if name in half:
-                        obj[f"{name}_low"] = obj[name] - half[name] * scale
-                        obj[f"{name}_high"] = obj[name] + half[name] * scale
+                    # no matched validation object, no calibrated interval: NaN, not a guess
+                    width = half.get(name, float("nan")) * scale
+                    obj[f"{name}_low"] = obj[name] - width
+                    obj[f"{name}_high"] = obj[name] + width
                 limit = limits.get(obj["class"], limits.get(ALL, float("inf")))
                 obj["unlike_training"] = bool(obj["shape_score"] > limit)
             results.append(objects)

@@ -3,8 +3,8 @@
 Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021), Sec. 4: a Gaussian-process model
 of the validation score over the hyperparameters, warm-started with five quasi-random (Sobol)
 trials, then trials chosen by expected improvement. Here Optuna's ``GPSampler`` (Matérn-5/2
-GP, log expected improvement, q-batch with running trials) after a ``QMCSampler`` (Sobol)
-warm start. Each trial is a short training run (``TrainConfig`` with the trial's values and a
+GP, log expected improvement, q-batch with running trials) after five scrambled Sobol points
+(scipy) queued when the study is created. Each trial is a short training run (``TrainConfig`` with the trial's values and a
 small budget) executed through the campaign executors (in-process, Dask LocalCluster or an
 existing Dask scheduler), ``parallel`` trials at a time.
 
@@ -93,21 +93,35 @@ def run_trial(task_name: str, cfg: dict, out: str) -> dict:
                  progress=False)
 
 
-def _study(out: Path, seed: int):
+N_SOBOL = 5
+
+
+def _study(out: Path, seed: int, space: tuple[Hyperparameter, ...] | None = None):
+    """The study in ``out`` (created, or loaded to continue). A new study gets the five Sobol
+    points of the warm start queued at once, so a restarted run neither repeats nor skips
+    them (a QMC sampler would restart its sequence with the process)."""
     import optuna
-    from optuna.samplers import GPSampler, QMCSampler
+    from optuna.samplers import GPSampler
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = JournalStorage(JournalFileBackend(str(out / STUDY_FILE)))
-    sampler = GPSampler(seed=seed, n_startup_trials=5,
-                        independent_sampler=QMCSampler(qmc_type="sobol", scramble=True,
-                                                       seed=seed, warn_independent_sampling=False),
-                        warn_independent_sampling=False)
-    return optuna.create_study(study_name="retroscope", storage=storage, sampler=sampler,
-                               direction="maximize", load_if_exists=True)
+    sampler = GPSampler(seed=seed, n_startup_trials=N_SOBOL, warn_independent_sampling=False)
+    study = optuna.create_study(study_name="retroscope", storage=storage, sampler=sampler,
+                                direction="maximize", load_if_exists=True)
+    if space and not study.get_trials(deepcopy=False):
+        from scipy.stats import qmc
+
+        points = qmc.Sobol(len(space), scramble=True, rng=np.random.default_rng(seed))
+        for u in points.random(N_SOBOL):
+            values = {}
+            for h, v in zip(space, u):
+                value = float(h.from_unit(v))
+                values[h.name] = int(round(value)) if h.integer else value
+            study.enqueue_trial(values)
+    return study
 
 
 def _requeue_interrupted(study) -> int:
@@ -150,7 +164,7 @@ def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=
     else:
         write_json_atomic(settings_file, settings)
     learner = getattr(task, "learner", "regression")
-    study = _study(out, seed)
+    study = _study(out, seed, space)
     requeued = _requeue_interrupted(study)
     if requeued and console:
         console.print(f"re-queued {requeued} trial(s) interrupted by the last run")
