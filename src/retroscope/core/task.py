@@ -203,6 +203,31 @@ class Task(ABC):
         reported with the settings file's name rather than once per image)."""
         return settings
 
+    def read_experimental(self, paths, settings: dict | None = None):
+        """Experimental inputs: ([(label, source file, observable, context)], failures
+        [(label, reason)]). The default reads every frame of every file as one observable;
+        a task whose measurement spans several files (e.g. absorption triplets) overrides it."""
+        from retroscope.infer.readers import ReadError, read_images
+
+        items, failures = [], []
+        for path in paths:
+            try:
+                frames = read_images(path)
+            except ReadError as exc:
+                failures.append((str(path), str(exc)))
+                continue
+            for label, image in frames:
+                try:
+                    items.append((label, str(path), self.preprocess(image, settings), {}))
+                except ValueError as exc:
+                    failures.append((label, str(exc)))
+        return items, failures
+
+    def to_frame(self, obj: dict, context: dict) -> dict:
+        """A described object in the experimental frame's units (``context`` from
+        :meth:`read_experimental`), without its mask (detection tasks)."""
+        return {k: v for k, v in obj.items() if k != "mask"}
+
     def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
         """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
         return {}
@@ -283,31 +308,6 @@ class DetectionTask(Task):
     def parameter_error(self, name: str, predicted: float, true: float) -> float:
         """Signed error of one parameter (an angle task overrides it for periodicity)."""
         return float(predicted) - float(true)
-
-    def read_experimental(self, paths, settings: dict | None = None):
-        """Experimental inputs: ([(label, source file, observable, context)], failures
-        [(label, reason)]). The default reads every frame of every file as one observable;
-        a task whose measurement spans several files (e.g. absorption triplets) overrides it."""
-        from retroscope.infer.readers import ReadError, read_images
-
-        items, failures = [], []
-        for path in paths:
-            try:
-                frames = read_images(path)
-            except ReadError as exc:
-                failures.append((str(path), str(exc)))
-                continue
-            for label, image in frames:
-                try:
-                    items.append((label, str(path), self.preprocess(image, settings), {}))
-                except ValueError as exc:
-                    failures.append((label, str(exc)))
-        return items, failures
-
-    def to_frame(self, obj: dict, context: dict) -> dict:
-        """A described object in the experimental frame's units (``context`` from
-        :meth:`read_experimental`), without its mask."""
-        return {k: v for k, v in obj.items() if k != "mask"}
 
 
 _REGISTRY: dict[str, Task] = {}

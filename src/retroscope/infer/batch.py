@@ -33,28 +33,21 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
                   out: Path | None = None, batch_size: int = 128):
     """Predict every frame of every file. Returns (rows, failures[(label, reason)])."""
     from retroscope.infer.predictor import Predictor
-    from retroscope.infer.readers import ReadError, read_images
 
     predictor = Predictor(run)
     task = predictor.task
     cfg = load_settings(settings)
     if cfg is not None:
         cfg = task.check_settings(cfg, source=str(settings))
-    labels, paths, inputs, failures = [], [], [], []
-    for path in files:
+    items, failures = task.read_experimental(files, cfg)
+    labels, paths, inputs = [], [], []
+    for label, source, obs, _ in items:
         try:
-            frames = read_images(path)
-        except ReadError as exc:
-            failures.append((str(path), str(exc)))
-            continue
-        for label, image in frames:
-            try:
-                obs = task.preprocess(image, cfg)
-                inputs.append(predictor.inputs([obs])[0])
-                labels.append(label)
-                paths.append(str(path))
-            except ValueError as exc:
-                failures.append((label, str(exc)))
+            inputs.append(predictor.inputs([obs])[0])
+            labels.append(label)
+            paths.append(source)
+        except ValueError as exc:
+            failures.append((label, str(exc)))
     rows = []
     if inputs:
         pred = predictor.predict_inputs(np.stack(inputs), batch_size=batch_size)

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from retroscope import __version__
-from retroscope.core.task import get_task
 from retroscope.data.shards import write_json_atomic
 
 WEIGHTS = "model.safetensors"
@@ -146,24 +145,13 @@ class DetectionPredictor:
     list of objects (class, score, box, mask, parameters with intervals, shape flag)."""
 
     def __init__(self, run_dir: Path, device: str | None = None) -> None:
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
+        from retroscope.infer.predictor import open_run
         from retroscope.models import build_model
 
         self.run_dir = Path(run_dir)
-        weights = self.run_dir / WEIGHTS
-        if not weights.exists():
-            from retroscope.train.fit import RunError
-
-            raise RunError(f"{self.run_dir}: no {WEIGHTS}; is this a finished retroscope run?")
-        with safe_open(str(weights), framework="pt") as f:
-            self.meta = f.metadata()
-        task = get_task(self.meta["task"])
-        task_config = json.loads(self.meta.get("task_config", "{}"))
-        if task_config and task_config != task.config():
-            task = task.with_config(**task_config)
-        self.task = task
+        weights, self.meta, self.task = open_run(self.run_dir)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = build_model(self.meta["model"], **json.loads(self.meta["model_kwargs"]))
         self.model.load_state_dict(load_file(str(weights)))

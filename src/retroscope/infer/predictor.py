@@ -147,11 +147,29 @@ def _without_observer(dataset):
     return clean
 
 
+def open_run(run_dir: Path):
+    """(weights path, weight metadata, task with the run's simulation settings) of a finished
+    run directory, for every learner; a missing weights file is a RunError."""
+    from safetensors import safe_open
+
+    weights = Path(run_dir) / WEIGHTS
+    if not weights.exists():
+        from retroscope.train.fit import RunError
+
+        raise RunError(f"{run_dir}: no {WEIGHTS}; is this a finished retroscope run?")
+    with safe_open(str(weights), framework="pt") as f:
+        meta = f.metadata()
+    task = get_task(meta["task"])
+    task_config = json.loads(meta.get("task_config", "{}"))
+    if task_config and task_config != task.config():
+        task = task.with_config(**task_config)
+    return weights, meta, task
+
+
 class Predictor:
     """A trained run, ready to predict: ``Predictor(run_dir).predict(observables)``."""
 
     def __init__(self, run_dir: Path, device: str | None = None) -> None:
-        from safetensors import safe_open
         from safetensors.numpy import load_file as load_numpy
         from safetensors.torch import load_file
 
@@ -159,18 +177,7 @@ class Predictor:
         from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity
 
         self.run_dir = Path(run_dir)
-        weights = self.run_dir / WEIGHTS
-        if not weights.exists():
-            from retroscope.train.fit import RunError
-
-            raise RunError(f"{self.run_dir}: no {WEIGHTS}; is this a finished retroscope run?")
-        with safe_open(str(weights), framework="pt") as f:
-            self.meta = f.metadata()
-        task = get_task(self.meta["task"])
-        task_config = json.loads(self.meta.get("task_config", "{}"))
-        if task_config and task_config != task.config():
-            task = task.with_config(**task_config)
-        self.task = task
+        weights, self.meta, self.task = open_run(self.run_dir)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.network = Network(self.meta["model"], json.loads(self.meta["model_kwargs"]),
                                int(self.meta["out_dim"]))
