@@ -69,18 +69,29 @@ def simulator_speed(sizes=(50, 100, 200, 300, 500, 1000), repeats=5) -> dict:
 
 
 def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict:
-    """Milliseconds per image, batched and one at a time. With a run: the whole prediction
-    (network averaged over the task's input flips, interval, OOD score) of ``Predictor``;
-    without: one forward pass of the untrained default network."""
+    """Milliseconds per image, batched and one at a time, from the camera frame: with a run,
+    the whole prediction of ``Predictor.predict`` (brightness normalisation, the automatic
+    crop to the crystal, the network averaged over the task's input flips, interval, OOD
+    score); without, the crop and one forward pass of the untrained default network. The
+    frames are simulated crystals of 50-350 ions with EMCCD noise."""
     import torch
 
     from retroscope.core.task import get_task
+    from retroscope.tasks.crystal.camera import EMCCD
     from retroscope.train.module import Network
 
     torch.set_num_threads(threads)
     task = get_task("crystal")
-    h, w = task.imaging.shape
-    xb = np.random.default_rng(0).random((batch, 1, h, w)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    n_ca = np.linspace(50, 350, 8).astype(int)
+    params = {"n_ca": n_ca, "v_rf": np.full(8, 250.0), "v_end": np.full(8, 2.5),
+              "eta": np.full(8, 0.3), "temperature_mk": np.full(8, 10.0)}
+    clean = task.simulate(params, rng)["image"].astype(np.float32)
+    camera, g = EMCCD(), torch.Generator().manual_seed(0)
+    frames = []
+    for k in range(batch):
+        x = torch.from_numpy(task.network_input(clean[k % len(clean)]))
+        frames.append(camera(x, g)[0].numpy())
     if run is not None:
         from retroscope.infer.predictor import Predictor
 
@@ -88,30 +99,39 @@ def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict
         config = json.loads((Path(run) / "config.json").read_text())
         model = f"{config['model']} {config['model_kwargs']}"
         flips = len(predictor.flips)
+        task = predictor.task
 
-        def call(x):
-            predictor.predict_inputs(x, batch_size=batch)
+        def call(xs):
+            predictor.predict(xs, batch_size=batch)
     else:
         network = Network(task.model.name, task.model.kwargs, task.targets.dim).eval()
         model, flips = f"{task.model.name} {task.model.kwargs} (untrained)", 0
 
-        def call(x):
+        def call(xs):
+            x = np.stack([task.model_input(f) for f in xs])
             with torch.no_grad():
                 network.forward_with_features(torch.from_numpy(x))
-    call(xb)
-    times_b, times_1 = [], []
+    call(frames)
+    times_b, times_1, times_crop = [], [], []
     for _ in range(5):
         t0 = time.perf_counter()
-        call(xb)
+        call(frames)
         times_b.append(time.perf_counter() - t0)
-    for _ in range(30):
+    for k in range(30):
         t0 = time.perf_counter()
-        call(xb[:1])
+        call(frames[k % batch:k % batch + 1])
         times_1.append(time.perf_counter() - t0)
+    for k in range(30):
+        t0 = time.perf_counter()
+        task.model_input(frames[k % batch])
+        times_crop.append(time.perf_counter() - t0)
+    h, w = task.input_shape
     return {"ms_per_image_batched": 1e3 * float(np.median(times_b)) / batch, "batch": batch,
-            "ms_single_image": 1e3 * float(np.median(times_1)), "torch_threads": threads,
-            "flipped_copies_averaged": flips,
-            "model": f"{model}, {h}x{w} input"}
+            "ms_single_image": 1e3 * float(np.median(times_1)),
+            "ms_crop_and_normalise": 1e3 * float(np.median(times_crop)),
+            "torch_threads": threads, "flipped_copies_averaged": flips,
+            "model": f"{model}, {task.imaging.shape[0]}x{task.imaging.shape[1]} frame "
+                     f"cropped to {h}x{w} input"}
 
 
 def accuracy(run: Path, data: Path, out_dir: Path) -> dict:

@@ -12,7 +12,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -26,8 +25,6 @@ def run_demo(task: Task, out: Path, overwrite: bool = False,
     from retroscope.compute.executors import make_executor
     from retroscope.data.dataset import ShardDataset
     from retroscope.evaluate.report import evaluate
-    from retroscope.infer.batch import predict_files
-    from retroscope.infer.readers import write_cxi, write_png
     from retroscope.train.fit import TrainConfig, train
 
     console = console or Console()
@@ -55,48 +52,37 @@ def run_demo(task: Task, out: Path, overwrite: bool = False,
     cfg = TrainConfig(task=task.name, data=str(out / "data"), model=task.model.name,
                       model_kwargs=dict(task.model.kwargs), epochs=settings["epochs"],
                       batch_size=settings.get("batch_size", 64), lr=settings.get("lr", 2e-3),
-                      max_minutes=settings["train_minutes"], seed=settings.get("seed", 0))
+                      max_minutes=settings["train_minutes"], seed=settings.get("seed", 0),
+                      **settings.get("train_kwargs", {}))
     summary = train(task, cfg, out / "run")
     timings["train_s"] = time.perf_counter() - t0
 
     console.rule("[bold]3. evaluate on the held-out test split")
     t0 = time.perf_counter()
-    metrics = evaluate(out / "run", out / "data", "test",
-                       baseline_n=settings.get("baseline_n", 0),
-                       baseline_kwargs=settings.get("baseline_kwargs"))
-    timings["evaluate_s"] = time.perf_counter() - t0
-    print_metrics(metrics)
+    if getattr(task, "learner", "regression") == "detection":
+        from retroscope.cli import print_detection_metrics
+        from retroscope.evaluate.detection import evaluate_detection
 
-    console.rule("[bold]4. predict on pattern files (PNG and CXI)")
+        metrics = evaluate_detection(out / "run", out / "data", "test")
+        print_detection_metrics(metrics)
+    else:
+        metrics = evaluate(out / "run", out / "data", "test",
+                           baseline_n=settings.get("baseline_n", 0),
+                           baseline_kwargs=settings.get("baseline_kwargs"))
+        print_metrics(metrics)
+    timings["evaluate_s"] = time.perf_counter() - t0
+
+    console.rule("[bold]4. predict on files written from the test split")
     test = ShardDataset(out / "data", task, "test", in_memory=True)
-    n_files = settings.get("n_files", 4)
     files_dir = out / "files"
     files_dir.mkdir()
-    files, truth = [], []
-    frames = []
-    for i in range(n_files):
-        image01 = task.network_input(test.observable(i))[0]
-        path = files_dir / f"pattern_{i}.png"
-        write_png(path, image01)
-        files.append(path)
-        frames.append(image01)
-        truth.append(task.describe_truth({k: v[i] for k, v in test.params.items()}))
-    cxi = files_dir / "patterns.cxi"
-    write_cxi(cxi, np.stack(frames))
-    files.append(cxi)
+    files, truth = task.demo_files(test, files_dir, settings.get("n_files", 4))
     settings_file = files_dir / "preprocess.json"
     settings_file.write_text(json.dumps(task.demo_preprocess_settings()))
-    rows, failures = predict_files(out / "run", files, settings=settings_file,
-                                   out=out / "predictions.csv")
-    table = Table(title="predictions on files (truth from the simulation)")
-    keys = ["input"] + list(task.targets.columns)[-1:] + ["ood"]
-    for k in keys + ["truth"]:
-        table.add_column(k)
-    for j, row in enumerate(rows):
-        t = truth[j % n_files]
-        table.add_row(*[f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k])
-                        for k in keys], ", ".join(f"{k}={v}" for k, v in t.items()))
-    console.print(table)
+    if getattr(task, "learner", "regression") == "detection":
+        rows, failures = _predict_shots(task, out, files, truth, settings_file, console)
+    else:
+        rows, failures = _predict_patterns(task, out, files, truth, settings_file, console)
     for label, reason in failures:
         console.print(f"[red]failed:[/] {label}: {reason}")
 
@@ -106,3 +92,46 @@ def run_demo(task: Task, out: Path, overwrite: bool = False,
     console.print(f"plots: {out / 'run' / 'plots'}   report: {out / 'demo_report.json'}")
     console.print("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return report
+
+
+def _predict_patterns(task, out, files, truth, settings_file, console):
+    """One row per pattern: the last target, the OOD flag and the truth."""
+    from retroscope.infer.batch import predict_files
+
+    rows, failures = predict_files(out / "run", files, settings=settings_file,
+                                   out=out / "predictions.csv")
+    table = Table(title="predictions on files (truth from the simulation)")
+    keys = ["input"] + list(task.targets.columns)[-1:] + ["ood"]
+    for k in keys + ["truth"]:
+        table.add_column(k)
+    for j, row in enumerate(rows):
+        t = truth[j % len(truth)]
+        table.add_row(*[f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k])
+                        for k in keys], ", ".join(f"{k}={v}" for k, v in t.items()))
+    console.print(table)
+    return rows, failures
+
+
+def _predict_shots(task, out, files, truth, settings_file, console):
+    """One row per object found in each shot, next to the shot's true objects."""
+    from retroscope.infer.batch import predict_detection_files
+
+    folders = sorted({str(Path(f).parent) for f in files})
+    rows, failures = predict_detection_files(out / "run", [Path(f) for f in folders],
+                                             settings=settings_file,
+                                             out=out / "predictions.csv")
+    by_input = {str(t.get("input")): t.get("objects", "") for t in truth}
+    table = Table(title="objects found in the written shots (truth from the simulation)")
+    for k in ("input", "class", "score", "x0", "y0", "atom_number", "unlike", "truth"):
+        table.add_column(k)
+    for row in rows:
+        name = Path(str(row["input"])).name
+        if not row.get("n_objects"):
+            table.add_row(name, "-", "", "", "", "", "", by_input.get(name, ""))
+            continue
+        table.add_row(name, str(row["class"]), f"{row['score']:.2f}", f"{row['x0']:.1f}",
+                      f"{row['y0']:.1f}", f"{row.get('atom_number', float('nan')):.3g}",
+                      str(row.get("unlike_training", "")),
+                      by_input.get(name, "") if row.get("object", 0) == 0 else "")
+    console.print(table)
+    return rows, failures

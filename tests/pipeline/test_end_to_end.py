@@ -142,3 +142,17 @@ def test_recalibrate_refits_intervals_without_touching_weights(trained):
     (root / "before.safetensors").write_bytes(before)
     b = load_file(str(root / "before.safetensors"))
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_demo_runs_the_whole_chain_on_a_tiny_task(tmp_path, blob_task, monkeypatch):
+    from retroscope.demo import run_demo
+
+    monkeypatch.setattr(type(blob_task), "demo_settings", lambda self: {
+        "n": 120, "workers": 1, "shard_size": 60, "epochs": 2, "train_minutes": 1.0,
+        "batch_size": 32, "lr": 3e-3, "n_files": 2})
+    report = run_demo(blob_task, tmp_path / "demo")
+    assert set(report["timings"]) == {"simulate_s", "train_s", "evaluate_s"}
+    rows = (tmp_path / "demo" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 2  # header, two PNG files, two frames of the CXI file
+    with pytest.raises(SystemExit, match="overwrite"):
+        run_demo(blob_task, tmp_path / "demo")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from pathlib import Path
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -190,8 +191,21 @@ class Task(ABC):
         x = np.asarray(observable, dtype=np.float32)
         return x[None] if x.ndim == 2 else x
 
+    def network_view(self, x: np.ndarray) -> np.ndarray:
+        """The last, deterministic step to what the network sees (C, H, W) -> (C, H', W'),
+        computed from the input itself: applied after the online observation in training
+        (so it sees the camera's noise, as on real data) and right after ``network_input``
+        everywhere else. An automatic crop to the object lives here. Identity by default."""
+        return x
+
+    def model_input(self, observable: np.ndarray) -> np.ndarray:
+        """What the network sees for one stored or preprocessed observable, without online
+        observation: ``network_view(network_input(observable))``."""
+        return self.network_view(self.network_input(observable))
+
     def observe(self, train: bool) -> Callable | None:
-        """Online imperfections applied in the DataLoader (``retroscope.core.observe``)."""
+        """Online imperfections applied in the DataLoader (``retroscope.core.observe``),
+        between ``network_input`` and ``network_view``."""
         return None
 
     def preprocess(self, image: np.ndarray, settings: dict | None = None) -> np.ndarray:
@@ -252,6 +266,25 @@ class Task(ABC):
     def demo_preprocess_settings(self) -> dict:
         """Preprocessing settings matching the files the demo writes."""
         return {}
+
+    def demo_files(self, test, files_dir: Path, n: int) -> tuple[list[Path], list[dict]]:
+        """Write ``n`` samples of the test split (``test``, a ShardDataset) as the files a lab
+        would have, for ``retroscope demo`` to predict on; returns (paths, truth per sample).
+        Default: each observable as a PNG, and all of them in one CXI file."""
+        from retroscope.infer.readers import write_cxi, write_png
+
+        files, truth, frames = [], [], []
+        for i in range(n):
+            # a PNG holds [0, 1]: what lies outside (noise below zero) is clipped
+            image01 = np.clip(self.network_input(test.observable(i))[0], 0.0, 1.0)
+            path = Path(files_dir) / f"pattern_{i}.png"
+            write_png(path, image01)
+            files.append(path)
+            frames.append(image01)
+            truth.append(self.describe_truth({k: v[i] for k, v in test.params.items()}))
+        cxi = Path(files_dir) / "patterns.cxi"
+        write_cxi(cxi, np.stack(frames))
+        return files + [cxi], truth
 
     def baseline(self, **kwargs):
         """The classical method the network is compared with (an object with ``compare``),

@@ -141,6 +141,7 @@ class ShardDataset(Dataset):
         x = torch.from_numpy(self.task.network_input(self.observable(i)))
         if self.observer is not None:
             x = self.observer(x, index=i, epoch=self.epoch)
+        x = torch.as_tensor(self.task.network_view(x.numpy()))
         if self.detection:
             target = self.task.detection_target(self.labels_row(i))
             return x, {k: torch.from_numpy(np.asarray(v)) for k, v in target.items()}

@@ -33,10 +33,12 @@ def interval_coverage(task, objects, truths, matches) -> dict:
         for p, q, _ in pairs:
             obj, true = objs[p], truth[q]
             for name in task.interval_scales(obj):
-                if f"{name}_low" not in obj:
+                if f"{name}_low" not in obj or name not in true:
                     continue
                 err = task.parameter_error(name, true[name], obj[name])
                 half = obj[f"{name}_high"] - obj[name]
+                if not (np.isfinite(err) and np.isfinite(half)):
+                    continue  # undefined for this pair (a ring's width) or uncalibrated
                 inside.setdefault(name, []).append(abs(err) <= half)
     return {name: float(np.mean(v)) for name, v in inside.items()}
 

@@ -102,8 +102,15 @@ def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path
             obj = objects[p]
             for cls in (obj["class"], ALL):
                 shapes.setdefault(cls, []).append(obj["shape_score"])
+            # the parameters both carry (a ring matched to a Gaussian shares only the centre
+            # and the atom number); undefined ones (NaN) calibrate nothing
+            stated = task.interval_scales(obj)
             for name, scale in task.interval_scales(truth[t]).items():
+                if name not in stated:
+                    continue
                 ratio = abs(task.parameter_error(name, obj[name], truth[t][name])) / scale
+                if not np.isfinite(ratio):
+                    continue
                 for cls in (obj["class"], ALL):
                     ratios.setdefault((cls, name), []).append(ratio)
     level = cfg.coverage
@@ -163,7 +170,7 @@ class DetectionPredictor:
     def inputs(self, observables) -> list[np.ndarray]:
         xs = []
         for i, obs in enumerate(observables):
-            x = self.task.network_input(obs)
+            x = self.task.model_input(obs)
             if tuple(x.shape) != self.input_shape:
                 raise ValueError(f"input {i}: shape {tuple(x.shape)} after preprocessing, the "
                                  f"network expects {self.input_shape}")

@@ -195,7 +195,7 @@ class Predictor:
         """Stack observables into network inputs, checking their shape."""
         xs = []
         for i, obs in enumerate(observables):
-            x = self.task.network_input(obs)
+            x = self.task.model_input(obs)
             if tuple(x.shape) != self.input_shape:
                 raise ValueError(f"input {i}: shape {tuple(x.shape)} after preprocessing, the "
                                  f"network expects {self.input_shape}")

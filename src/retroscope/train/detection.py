@@ -100,7 +100,7 @@ class DetectionModule(L.LightningModule):
 
 def _od_statistics(dataset, n: int = 256) -> tuple[float, float]:
     idx = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
-    xs = np.stack([dataset.task.network_input(dataset.observable(int(i))) for i in idx])
+    xs = np.stack([dataset.task.model_input(dataset.observable(int(i))) for i in idx])
     return float(xs.mean()), float(xs.std() + 1e-6)
 
 

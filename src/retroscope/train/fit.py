@@ -85,7 +85,7 @@ def _loader_with(dataset, batch_size: int, shuffle: bool, num_workers: int, seed
 
 def _input_stats(dataset, n: int = 512) -> tuple[float, float]:
     idx = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
-    xs = np.stack([dataset.task.network_input(dataset.observable(int(i))) for i in idx])
+    xs = np.stack([dataset.task.model_input(dataset.observable(int(i))) for i in idx])
     return float(xs.mean()), float(xs.std() + 1e-6)
 
 

@@ -113,3 +113,19 @@ def test_gaussian_from_mask_pipeline():
     assert est.amplitude == pytest.approx(2.0, rel=0.05)
     with pytest.raises(ValueError, match="all_masks"):
         gaussian_from_mask(image, masks[0], all_masks=masks[:, :10])
+
+
+def test_od_weighted_centre_corrects_a_shifted_mask():
+    rng = np.random.default_rng(5)
+    cloud = Gaussian2D(50.0, 45.0, 12.0, 8.0, 0.3, 1.5, 0.1)
+    image = cloud.render(SHAPE) + rng.normal(0.0, 0.02, SHAPE)
+    # the network drew the outline 2 px off along x
+    shifted = Gaussian2D(52.0, 45.0, 12.0, 8.0, 0.3, 1.5, 0.1).mask(SHAPE).astype(float)
+    by_mask = gaussian_from_mask(image, shifted, centre="mask")
+    by_od = gaussian_from_mask(image, shifted)
+    assert by_mask.x0 == pytest.approx(52.0, abs=0.1)
+    # the light inside the outline pulls the centre most of the way back
+    assert abs(by_od.x0 - 50.0) < 0.5 * abs(by_mask.x0 - 50.0)
+    assert by_od.y0 == pytest.approx(45.0, abs=0.2)
+    with pytest.raises(ValueError, match="centre"):
+        gaussian_from_mask(image, shifted, centre="peak")

@@ -97,7 +97,9 @@ def test_campaign_stores_images_and_extents(small, tmp_path):
     ds = ShardDataset(tmp_path / "d", small, "train", in_memory=True)
     assert ds.observable(0).shape == (48, 40)
     x, y = ds[0]
-    assert tuple(x.shape) == (1, 48, 40) and y.shape[-1] == 1
+    # the network sees the automatic crop to the crystal (0.8 x the frame, multiples of 8)
+    assert tuple(x.shape) == (1, 40, 32) and y.shape[-1] == 1
+    assert float(x.max()) == pytest.approx(1.0)
 
 
 def test_image_matching_recovers_the_ion_number(small):

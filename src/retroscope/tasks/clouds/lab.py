@@ -19,7 +19,6 @@ and skipped; the others are still processed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +160,10 @@ def to_frame(obj: dict, context: dict) -> dict:
             if key + suffix in out:
                 out[key + suffix] = out[key + suffix] * b
     out["box"] = [v * b for v in obj["box"]]
+    if "integrated_od" in out:
+        out["integrated_od"] = out["integrated_od"] * b * b  # OD x raw pixels
     if "atoms_per_od_px" in context:
-        n = math.pi / 2 * obj["wx"] * obj["wy"] * obj["amplitude"] * context["atoms_per_od_px"]
+        n = obj["integrated_od"] * context["atoms_per_od_px"]
         scale = n / obj["atom_number"] if obj.get("atom_number") else float("nan")
         for suffix in ("", "_low", "_high"):
             if "atom_number" + suffix in out:

@@ -1,26 +1,31 @@
 """The ``clouds`` task: find, segment and fit ultracold atom clouds in single camera shots
 (Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021)).
 
-A sample is one shot: zero to four clouds (MOT: large, round-ish thermal Gaussian; ODT: small,
-strongly elongated; BEC: Thomas-Fermi condensate on a thermal cloud, beyond the paper) drawn at
+A sample is one shot: zero to five clouds (MOT: large, round-ish thermal Gaussian; ODT: small,
+strongly elongated; BEC: Thomas-Fermi condensate on a thermal cloud, beyond the paper; "other":
+a ring or crescent, which is no Gaussian at all, beyond the paper) drawn at
 random positions, overlapping or not, imaged in absorption (probe with shifting interference
 fringes, atom and dark frames with shot and read noise, 16-bit camera; :mod:`.frames`) or in
 fluorescence. The stored observable ``od`` is what the lab computes from its raw frames:
 OD = -ln[(atoms - dark)/(probe - dark)] (:func:`.optical_depth.optical_depth`), or for
-fluorescence (atoms - dark) in OD-equivalent units. The stored ``clouds`` table (4 rows, class
+fluorescence (atoms - dark) in OD-equivalent units. The stored ``clouds`` table (5 rows, class
 0 = none) holds each cloud's true parameters, from which labels are drawn: box at the 1/e^2
-radii along the image axes, mask = the 1/e^2 ellipse (paper Sec. 2).
+radii along the image axes, mask = the 1/e^2 ellipse (paper Sec. 2); for "other" the mask is
+where its OD is at least e^-2 of its peak and the box that mask's bounding box.
 
 The network is torchvision's Mask R-CNN (:mod:`retroscope.models.maskrcnn`); per detected cloud
 the Gaussian parameters come from the mask's moments, the background from the histogram peak
 outside all masks and the amplitude from Eq. (3) (:mod:`.moments`, paper Sec. 5), and the atom
-number from the Gaussian's integral N = (pi/2) wx wy I0 A_pix / (M^2 sigma).
+number from the Gaussian's integral N = (pi/2) wx wy I0 A_pix / (M^2 sigma). An "other"
+detection gets no Gaussian parameters (NaN): its centre is the OD-weighted centroid inside its
+mask and its atom number the background-subtracted OD summed over the mask.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -36,10 +41,12 @@ from retroscope.tasks.clouds.geometry import (
 from retroscope.tasks.clouds.optical_depth import cross_section_m2, optical_depth
 from retroscope.tasks.clouds.profiles import CLOUD_KINDS, Cloud, render_od
 
-MAX_CLOUDS = 4
+MAX_CLOUDS = 5
 #: columns of the stored ``clouds`` table
 CLOUD_COLUMNS = ("label", "x0", "y0", "wx", "wy", "theta", "od_peak", "tf_rx", "tf_ry",
-                 "tf_od_peak")
+                 "tf_od_peak", "ring_width", "crescent", "crescent_angle")
+#: parameters that only Gaussian (MOT, ODT, BEC) detections carry
+GAUSSIAN_ONLY = ("wx", "wy", "theta", "amplitude")
 #: the range the network input is clipped to (OD); clamped pixels give at most ln(counts)
 OD_CLIP = (-1.0, 6.0)
 
@@ -58,13 +65,25 @@ class Imaging:
         return (self.object_pixel_um * 1e-6) ** 2 / sigma
 
 
+def od_centroid(od: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(x, y) centroid of the non-negative part of ``od`` over ``mask`` (pixel centres at
+    j + 0.5, i + 0.5); the mask's own centroid when no OD is positive there."""
+    w = np.where(mask, np.clip(od, 0.0, None), 0.0)
+    if not w.sum() > 0:
+        w = mask.astype(np.float64)
+    rows, cols = np.indices(od.shape)
+    total = w.sum()
+    return float((w * (cols + 0.5)).sum() / total), float((w * (rows + 0.5)).sum() / total)
+
+
 def _cloud_from_row(row: np.ndarray) -> Cloud | None:
     label = int(round(row[0]))
     if label <= 0:
         return None
     kind = CLOUD_KINDS[label - 1]
     tf = tuple(float(v) for v in row[7:10]) if kind == "BEC" else (None, None, None)
-    return Cloud(kind, *(float(v) for v in row[1:7]), *tf)
+    ring = tuple(float(v) for v in row[10:13]) if kind == "other" else (None, None, None)
+    return Cloud(kind, *(float(v) for v in row[1:7]), *tf, *ring)
 
 
 def sample_clouds(counts: dict[str, int], shape: tuple[int, int],
@@ -74,7 +93,10 @@ def sample_clouds(counts: dict[str, int], shape: tuple[int, int],
     long, aspect 0.08-0.3 (1/e^2 minor radius at least 3 px), peak OD 0.3-3; BEC: thermal
     radius 0.05-0.15 S with peak OD 0.15-0.8 (a visible thermal wing, whose 1/e^2 ellipse is
     the label), Thomas-Fermi radii 0.3-0.8 of it and a condensate peak 1.5-6 times the thermal
-    one (at most 3), so that the bimodal shape is visible. Centres lie within the middle 80% of the frame; angles are uniform."""
+    one (at most 3), so that the bimodal shape is visible; "other": a ring of radius
+    0.08-0.3 S, aspect 0.7-1, 1/e^2 half-thickness 0.15-0.45 of the smaller radius (at least
+    1.5 px), peak OD 0.2-2, half of them crescents (azimuthal decay 0.3-3). Centres lie within
+    the middle 80% of the frame; angles are uniform."""
     rows, cols = shape
     side = min(rows, cols)
     clouds = []
@@ -92,6 +114,15 @@ def sample_clouds(counts: dict[str, int], shape: tuple[int, int],
                 wy = max(3.0, wx * rng.uniform(0.08, 0.3))
                 clouds.append(Cloud(kind, x0, y0, wx, wy, theta,
                                     od_scale * rng.uniform(0.3, 3.0)))
+            elif kind == "other":
+                wx = rng.uniform(0.08, 0.3) * side
+                wy = wx * rng.uniform(0.7, 1.0)
+                width = max(1.5, wy * rng.uniform(0.15, 0.45))
+                crescent = rng.uniform(0.3, 3.0) if rng.random() < 0.5 else 0.0
+                clouds.append(Cloud(kind, x0, y0, wx, wy, theta,
+                                    od_scale * rng.uniform(0.2, 2.0), ring_width=width,
+                                    crescent=crescent,
+                                    crescent_angle=rng.uniform(-math.pi, math.pi)))
             else:
                 wx = rng.uniform(0.05, 0.15) * side
                 wy = wx * rng.uniform(0.6, 1.0)
@@ -106,9 +137,8 @@ class CloudsTask(DetectionTask):
     name = "clouds"
     title = "Ultracold atom clouds in absorption / fluorescence shots"
     paper = "Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021)"
-    infers = "clouds (MOT, ODT, BEC): box, mask, Gaussian parameters, atom number"
+    infers = "clouds (MOT, ODT, BEC, other): box, mask, Gaussian parameters, atom number"
     observable = "od"
-    classes = CLOUD_KINDS
     label_keys = ("clouds",)
     # at most four clouds per shot: far fewer region proposals and RoI samples than COCO's
     # defaults suffice (32 sampled RoIs per image, at most 8 positive ones for the mask
@@ -122,10 +152,18 @@ class CloudsTask(DetectionTask):
     batch_size = 4  # the paper's
     learning_rate = 5e-3
 
-    def __init__(self, shape: tuple[int, int] = (128, 128), max_per_kind: tuple = (1, 2, 1),
+    def __init__(self, shape: tuple[int, int] = (128, 128), max_per_kind: tuple = (1, 2, 1, 1),
                  fluorescence: bool = True, imaging: Imaging | None = None) -> None:
         self.shape = tuple(int(v) for v in shape)
         self.max_per_kind = tuple(int(v) for v in max_per_kind)
+        if not 1 <= len(self.max_per_kind) <= len(CLOUD_KINDS):
+            raise ValueError(f"max_per_kind: one count per class of {CLOUD_KINDS} (a prefix "
+                             f"of them), got {list(max_per_kind)}")
+        if sum(self.max_per_kind) > MAX_CLOUDS or min(self.max_per_kind) < 0:
+            raise ValueError(f"max_per_kind: counts >= 0 adding up to at most {MAX_CLOUDS}, "
+                             f"got {list(max_per_kind)}")
+        # the classes are the kinds counted (runs of three-class data sets keep three)
+        self.classes = CLOUD_KINDS[:len(self.max_per_kind)]
         self.fluorescence = bool(fluorescence)
         self.imaging = imaging or Imaging()
         params = [Scalar(f"n_{k.lower()}", "clouds", 0, m, step=1, integer=True,
@@ -154,7 +192,7 @@ class CloudsTask(DetectionTask):
     # -- simulation ----------------------------------------------------------------------
     def simulate_shot(self, row: dict, rng: np.random.Generator):
         """(od float32, clouds table (MAX_CLOUDS, 10)) of one shot with parameters ``row``."""
-        counts = {k: int(row[f"n_{k.lower()}"]) for k in CLOUD_KINDS}
+        counts = {k: int(row[f"n_{k.lower()}"]) for k in self.classes}
         clouds = sample_clouds(counts, self.shape, rng)
         column = render_od(clouds, self.shape)
         contrast = float(row["fringe_contrast"])
@@ -174,7 +212,8 @@ class CloudsTask(DetectionTask):
         table = np.zeros((MAX_CLOUDS, len(CLOUD_COLUMNS)), np.float32)
         for i, c in enumerate(clouds[:MAX_CLOUDS]):
             table[i] = [CLOUD_KINDS.index(c.kind) + 1, c.x0, c.y0, c.wx, c.wy, c.theta,
-                        c.od_peak, c.tf_rx or 0.0, c.tf_ry or 0.0, c.tf_od_peak or 0.0]
+                        c.od_peak, c.tf_rx or 0.0, c.tf_ry or 0.0, c.tf_od_peak or 0.0,
+                        c.ring_width or 0.0, c.crescent or 0.0, c.crescent_angle or 0.0]
         return np.clip(od, *OD_CLIP).astype(np.float32), table
 
     def simulate(self, params, rng):
@@ -220,6 +259,13 @@ class CloudsTask(DetectionTask):
             mask = cloud.mask(self.shape)
             if not mask.any():
                 continue
+            if not cloud.gaussian:
+                od = cloud.od(self.shape)
+                x0, y0 = od_centroid(od, mask)
+                out.append({"class": cloud.kind, "mask": mask, "box": self._clipped_box(cloud),
+                            "x0": x0, "y0": y0, **{k: float("nan") for k in GAUSSIAN_ONLY},
+                            "atom_number": self._atoms(float(od.sum()))})
+                continue
             x0, y0, wx, wy, theta = cloud.label_ellipse()
             wx, wy, theta = (float(v) for v in canonical(wx, wy, theta))
             integral = math.pi / 2 * cloud.wx * cloud.wy * cloud.od_peak
@@ -234,7 +280,7 @@ class CloudsTask(DetectionTask):
 
     def _clipped_box(self, cloud: Cloud) -> list[float]:
         rows, cols = self.shape
-        x1, y1, x2, y2 = cloud.box()
+        x1, y1, x2, y2 = cloud.box(self.shape)
         return [max(x1, 0.0), max(y1, 0.0), min(x2, cols), min(y2, rows)]
 
     def evaluate_objects(self, images, labels, objects, matches, plot_dir) -> dict:
@@ -263,17 +309,33 @@ class CloudsTask(DetectionTask):
             if not masks[k].any():
                 continue
             g = gaussian_from_mask(od, soft[k], all_masks=soft)
-            obj.update({"x0": g.x0, "y0": g.y0, "wx": g.wx, "wy": g.wy, "theta": g.theta,
-                        "amplitude": g.amplitude, "background": g.background,
-                        "atom_number": self._atoms(math.pi / 2 * g.wx * g.wy * g.amplitude)})
             model = g.render(od.shape)
             inside = masks[k]
             scale = max(abs(g.amplitude), 1e-3)
             obj["shape_score"] = float(np.sqrt(np.mean((od[inside] - model[inside]) ** 2)) / scale)
+            if obj["class"] == "other":  # no Gaussian: centroid and summed OD only
+                x0, y0 = od_centroid(od - g.background, inside)
+                integral = float((od - g.background)[inside].sum())
+                obj.update({"x0": x0, "y0": y0, **{n: float("nan") for n in GAUSSIAN_ONLY},
+                            "background": g.background, "integrated_od": integral,
+                            "atom_number": self._atoms(integral)})
+                objects.append(obj)
+                continue
+            obj.update({"x0": g.x0, "y0": g.y0, "wx": g.wx, "wy": g.wy, "theta": g.theta,
+                        "amplitude": g.amplitude, "background": g.background,
+                        "integrated_od": math.pi / 2 * g.wx * g.wy * g.amplitude,
+                        "atom_number": self._atoms(math.pi / 2 * g.wx * g.wy * g.amplitude)})
             objects.append(obj)
         return objects
 
     def interval_scales(self, obj):
+        """Per parameter the length its interval is stated in units of: centres in the
+        cloud's 1/e^2 half-extent along that axis (for "other", half its box), widths and
+        amplitudes relative, theta in rad. "other" objects have only x0, y0, atom_number."""
+        if obj["class"] == "other":
+            x1, y1, x2, y2 = obj["box"]
+            return {"x0": max((x2 - x1) / 2, 0.5), "y0": max((y2 - y1) / 2, 0.5),
+                    "atom_number": abs(obj["atom_number"])}
         hx, hy = half_extents(obj["wx"], obj["wy"], obj["theta"])
         return {"x0": float(hx), "y0": float(hy), "wx": obj["wx"], "wy": obj["wy"],
                 "theta": 1.0, "amplitude": abs(obj["amplitude"]),
@@ -303,6 +365,42 @@ class CloudsTask(DetectionTask):
         from retroscope.tasks.clouds.lab import to_frame
 
         return to_frame(obj, context)
+
+    # -- demo ----------------------------------------------------------------------------
+    def demo_settings(self) -> dict:
+        return {"n": 600, "workers": 2, "shard_size": 100, "epochs": 3, "train_minutes": 3.0,
+                "batch_size": self.batch_size, "lr": self.learning_rate, "n_files": 4,
+                "train_kwargs": {"step_size": 2, "limit_val": 60}}
+
+    def demo_files(self, test, files_dir, n):
+        """Test shots written back as raw absorption triplets (16-bit TIFF: a flat probe of
+        20 000 counts over a dark level of 100, atoms = dark + (probe - dark) exp(-OD)), in
+        ``files_dir/shots``; and the real ring-BEC triplets of ``../shared/data/clouds``
+        when that folder is there (from the repository root)."""
+        import tifffile
+
+        shots = Path(files_dir) / "shots"
+        shots.mkdir(parents=True, exist_ok=True)
+        files, truth = [], []
+        dark, probe = 100.0, 20000.0
+        for i in range(n):
+            od = np.asarray(test.observable(i), np.float64)
+            frames = {"Image": dark + (probe - dark) * np.exp(-od),
+                      "Probe": np.full(od.shape, probe), "Background": np.full(od.shape, dark)}
+            name = f"demo{i:03d}"
+            for role, frame in frames.items():
+                path = shots / f"{role}_{name}.tiff"
+                tifffile.imwrite(path, np.clip(np.round(frame), 0, 65535).astype(np.uint16))
+                files.append(path)
+            clouds = self.clouds_of(test.labels_row(i))
+            truth.append({"input": name, "objects": ", ".join(
+                f"{c.kind} ({c.x0:.0f}, {c.y0:.0f})" for c in clouds) or "none"})
+        real = Path("..") / "shared" / "data" / "clouds" / "probe-reconstruction"
+        if real.is_dir():
+            files += sorted(real.glob("*.tif*"))
+            truth += [{"input": p.stem.split("_", 1)[1], "objects": "a ring (real shot)"}
+                      for p in sorted(real.glob("Image_*.tif*"))]
+        return files, truth
 
     def describe_truth(self, row):
         return {k: int(v) if float(v).is_integer() else round(float(v), 3)

@@ -5,8 +5,12 @@ Stored per sample: the clean ``image`` (rows = trap axis z, cols = radial x; pho
 each ion's spot integrating to one; :mod:`.render`) of a crystal formed at the sampled trap
 operating point and secular temperature (:mod:`.formation`), and ``extent_um`` = (length along
 z, width along x) of its equilibrium Ca+ framework. Online (DataLoader): camera noise and the
-paper's augmentations (:mod:`.camera`). The network sees the image divided by its 99.9th
-percentile and clipped to [0, 1] ("brightness normalisation"), one channel.
+paper's augmentations (:mod:`.camera`). Then the automatic crop to the crystal (:mod:`.crop`):
+the crystal's box, found in the noisy frame, is resampled with one isotropic zoom onto the
+network's input (``input_scale`` x the frame shape; 128 x 88 px for the default 160 x 112
+frame), so small crystals are seen at up to 4x magnification. The network sees that image
+divided by its 99.9th percentile and clipped to [0, 1] ("brightness normalisation"), one
+channel.
 
 The default parameter box is the paper's training grid (N 30-350, V 170-300 V, U 1.5-3.5 V,
 eta 0.240-0.355) sampled at random, plus the secular temperature; :meth:`CrystalTask.paper_grid`
@@ -49,7 +53,8 @@ class CrystalTask(Task):
                  dark: str | None = None, n_dark: tuple[int, int] = (0, 100),
                  targets: tuple[str, ...] | None = None,
                  formation: FormationConfig | None = None,
-                 imaging: ImagingConfig | None = None, grid: str | None = None) -> None:
+                 imaging: ImagingConfig | None = None, grid: str | None = None,
+                 input_scale: float | None = 0.8) -> None:
         self.trap = get_trap(trap).name
         self.ranges = {"n_ca": tuple(int(v) for v in n_ca), "v_rf": tuple(map(float, v_rf)),
                        "v_end": tuple(map(float, v_end)), "eta": tuple(map(float, eta)),
@@ -60,6 +65,12 @@ class CrystalTask(Task):
         self._dark_key = dark
         self.formation = formation or FormationConfig()
         self.imaging = imaging or ImagingConfig(shape=(160, 112))
+        # the network's input: the crop to the crystal on input_scale x the frame (rounded
+        # to multiples of 8 px), or the whole frame when None. A reading setting, not a
+        # simulation one: it is not part of config() and stored data do not depend on it.
+        if input_scale is not None and not 0.1 <= float(input_scale) <= 4.0:
+            raise ValueError(f"input_scale must lie in [0.1, 4] or be None, got {input_scale!r}")
+        self.input_scale = None if input_scale is None else float(input_scale)
         r = self.ranges
         params = [
             Scalar("n_ca", "ions", *r["n_ca"], step=10, integer=True,
@@ -97,7 +108,7 @@ class CrystalTask(Task):
         cfg = self.config()
         known = set(cfg) - {"ranges"} | set(cfg["ranges"]) | set(cfg["formation"]) \
             | set(cfg["imaging"])
-        unknown = set(overrides) - known - {"ranges", "formation", "imaging"}
+        unknown = set(overrides) - known - {"ranges", "formation", "imaging", "input_scale"}
         if unknown:
             raise ValueError(f"unknown crystal settings {sorted(unknown)}; known: {sorted(known)}")
         ranges = dict(cfg["ranges"])
@@ -118,6 +129,7 @@ class CrystalTask(Task):
                            grid=overrides.get("grid", self.grid),
                            targets=tuple(targets) if targets else None,
                            formation=FormationConfig(**form), imaging=ImagingConfig(**imaging),
+                           input_scale=overrides.get("input_scale", self.input_scale),
                            **{k: tuple(v) for k, v in ranges.items()})
 
     def paper_grid(self) -> ParameterSpace:
@@ -162,6 +174,25 @@ class CrystalTask(Task):
 
     def network_input(self, observable: np.ndarray) -> np.ndarray:
         return brightness_normalise(observable)[None]
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the network's input."""
+        if self.input_scale is None:
+            return tuple(self.imaging.shape)
+        return tuple(max(8, 8 * round(self.input_scale * s / 8)) for s in self.imaging.shape)
+
+    def network_view(self, x: np.ndarray) -> np.ndarray:
+        """The automatic crop to the crystal (:func:`.crop.crop_to_crystal`), found in the
+        image as the camera gives it, then brightness normalisation."""
+        if self.input_scale is None:
+            return x
+        from retroscope.tasks.crystal.crop import crop_to_crystal
+
+        frame = np.asarray(x, dtype=np.float32)
+        frame = frame[0] if frame.ndim == 3 else frame
+        crop, _ = crop_to_crystal(frame, self.input_shape)
+        return brightness_normalise(crop)[None]
 
     def observe(self, train: bool):
         if not train:
