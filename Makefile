@@ -1,6 +1,7 @@
 # retroscope: the two commands of the README.
 #   make demo  - simulate, train briefly, evaluate, predict and report on the diffraction task
-#                (make demo TASK=crystal: the same on the Coulomb-crystal task)
+#                (make demo TASK=crystal / TASK=clouds: the same on the Coulomb-crystal task
+#                or the atom-cloud detection task)
 #   make test  - the fast test suite (slow and GPU tests are excluded / skipped)
 PYTHON ?= python3
 VENV   := .venv

@@ -97,6 +97,8 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option(help="stop training after this")] = None,
     augment: Annotated[float, typer.Option(help="fraction of samples given detector imperfections")] = 1.0,
     limit_val: Annotated[Optional[int], typer.Option(help="validate on this many samples")] = None,
+    view: Annotated[Optional[str], typer.Option(
+        help="JSON of the task's reading settings, e.g. crystal '{\"zoom\": false}'")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
     tracking: Annotated[str, typer.Option(help="csv or mlflow")] = "csv",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
@@ -118,6 +120,7 @@ def train(
                       lr=lr or getattr(t, "learning_rate", 2e-3), momentum=momentum,
                       step_size=step_size, decay=decay, max_minutes=max_minutes,
                       augment=augment, num_workers=workers, limit_val=limit_val,
+                      view=json.loads(view) if view else {},
                       tracking=tracking, tracking_uri=tracking_uri, seed=seed)
     try:
         summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)

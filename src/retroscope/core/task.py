@@ -178,6 +178,13 @@ class Task(ABC):
         """A copy of the task with some simulation settings changed."""
         raise NotImplementedError(f"task {self.name} has no configurable simulation settings")
 
+    def view_config(self) -> dict:
+        """Reading settings that shape the network's input but not the stored data (e.g. a
+        crop): recorded in a run when it is trained (``retroscope train --view JSON``) and
+        given back to ``with_config`` when the run is opened, so a run always reads its
+        inputs the way it was trained. Empty by default."""
+        return {}
+
     @abstractmethod
     def simulate(self, params: Record, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Simulate a batch: ``params`` holds n rows; every returned array has leading dim n.

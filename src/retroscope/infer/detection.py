@@ -126,7 +126,8 @@ def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path
     meta = {"task": task.name, "model": cfg.model, "model_kwargs": json.dumps(model_kwargs),
             "input_shape": json.dumps(list(images[0].shape)),
             "classes": json.dumps(list(task.classes)),
-            "task_config": json.dumps(cfg.task_config), "code_version": __version__,
+            "task_config": json.dumps(cfg.task_config), "view": json.dumps(cfg.view),
+            "code_version": __version__,
             "learner": "detection"}
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS), metadata=meta)

@@ -114,6 +114,7 @@ def calibrate_and_save(task: Task, network, cfg, out: Path, train_set, val_set) 
         "targets": json.dumps(list(task.targets.columns)),
         "units": json.dumps(list(task.targets.units)),
         "task_config": json.dumps(cfg.task_config),
+        "view": json.dumps(cfg.view),
         "code_version": __version__,
     }
     state = {k: v.contiguous() for k, v in network.state_dict().items()}
@@ -163,6 +164,9 @@ def open_run(run_dir: Path):
     task_config = json.loads(meta.get("task_config", "{}"))
     if task_config and task_config != task.config():
         task = task.with_config(**task_config)
+    view = json.loads(meta.get("view", "{}"))
+    if view:  # how the run read its inputs when it was trained (crop, zoom)
+        task = task.with_config(**view)
     return weights, meta, task
 
 

@@ -65,6 +65,7 @@ class TrainConfig:
     limit_train: int | None = None
     limit_val: int | None = None
     task_config: dict = field(default_factory=dict)
+    view: dict = field(default_factory=dict)  # the task's reading settings (view_config)
     data_hash: str = ""
     code_version: str = __version__
 
@@ -155,6 +156,9 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     cfg.task_config = manifest.config
     if manifest.config != task.config():
         task = task.with_config(**manifest.config)
+    if cfg.view:
+        task = task.with_config(**cfg.view)
+    cfg.view = task.view_config()
     write_json_atomic(out / "config.json", asdict(cfg))
     if getattr(task, "learner", "regression") == "detection":
         from retroscope.train.detection import train_detection

@@ -124,3 +124,17 @@ def test_task_view_is_the_crop_and_can_be_switched_off():
     assert "input_scale" not in task.config()
     with pytest.raises(ValueError, match="input_scale"):
         task.with_config(input_scale=0.0)
+
+
+def test_fixed_zoom_keeps_the_frame_scale_and_centres_the_crystal():
+    frame = _frame(LATTICE)
+    # odd sizes: the window's centre pixel falls on the box centre, no half-pixel resampling
+    out, zoom = crop_to_crystal(frame, (63, 47), zoom=1.0)
+    assert zoom == 1.0
+    before, after = _spots(frame, 15), _spots(out, 15)
+    np.testing.assert_allclose(np.ptp(after, axis=0), np.ptp(before, axis=0), atol=0.5)
+    assert after.mean(axis=0) == pytest.approx((31.0, 23.0), abs=1.0)
+    with pytest.raises(ValueError, match="zoom"):
+        crop_to_crystal(frame, (64, 48), zoom=-1.0)
+    task = get_task("crystal").with_config(zoom=False)
+    assert task.view_config() == {"input_scale": 0.8, "zoom": False}

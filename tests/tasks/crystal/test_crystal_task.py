@@ -131,9 +131,22 @@ def tiny_run(tmp_path_factory, small):
     root = tmp_path_factory.mktemp("crystal-run")
     generate(small, root / "data", 120, shard_size=60, seed=0, progress=False)
     cfg = TrainConfig(task="crystal", data=str(root / "data"), model="resnet18",
-                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=1, batch_size=16)
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=1, batch_size=16,
+                      view={"zoom": False})
     train(get_task("crystal"), cfg, root / "run", progress=False)
     return root
+
+
+def test_run_records_and_restores_its_input_view(tiny_run):
+    import json
+
+    from retroscope.infer.predictor import Predictor
+
+    config = json.loads((tiny_run / "run" / "config.json").read_text())
+    assert config["view"] == {"input_scale": 0.8, "zoom": False}
+    predictor = Predictor(tiny_run / "run", device="cpu")
+    assert predictor.task.zoom is False  # the default (zoom=True) is not what it was trained on
+    assert predictor.input_shape == (1, 40, 32)
 
 
 def test_evaluate_reports_rms_percent_and_bins(tiny_run):

@@ -74,13 +74,14 @@ def crystal_box(image: np.ndarray, *, sigma_px: float = 1.0, threshold: float = 
 
 
 def crop_to_crystal(image: np.ndarray, out_shape: tuple[int, int], *,
-                    max_zoom: float = 4.0, box: CropBox | None = None,
-                    **box_kwargs) -> tuple[np.ndarray, float]:
+                    max_zoom: float = 4.0, zoom: float | None = None,
+                    box: CropBox | None = None, **box_kwargs) -> tuple[np.ndarray, float]:
     """Resample ``image`` onto ``out_shape`` (rows, cols) so that the crystal's box, brought to
     the output's aspect ratio, fills it. Returns (cropped image float32, zoom = output pixels
     per frame pixel). The zoom is isotropic and at most ``max_zoom``; beyond the frame the
     output is zero. An empty frame is resampled whole. Bilinear; when the zoom is below one
-    the frame is first smoothed (anti-aliasing).
+    the frame is first smoothed (anti-aliasing). With a fixed ``zoom`` (1.0: the frame's own
+    scale, so that the crystal's size in um is kept) the window is only centred on the box.
     """
     x = np.asarray(image, dtype=np.float32)
     rows, cols = (int(v) for v in out_shape)
@@ -92,7 +93,10 @@ def crop_to_crystal(image: np.ndarray, out_shape: tuple[int, int], *,
         box = CropBox(centre=((x.shape[0] - 1) / 2, (x.shape[1] - 1) / 2),
                       size=(float(x.shape[0]), float(x.shape[1])))
     h, w = box.size
-    zoom = min(rows / max(h, 1e-6), cols / max(w, 1e-6), float(max_zoom))
+    if zoom is None:
+        zoom = min(rows / max(h, 1e-6), cols / max(w, 1e-6), float(max_zoom))
+    elif not 0 < zoom < np.inf:
+        raise ValueError(f"crop_to_crystal: zoom must be a positive number, got {zoom!r}")
     if zoom < 1.0:
         x = gaussian_filter(x, 0.5 * (1.0 / zoom - 1.0) + 1e-3, mode="constant")
     i = (np.arange(rows, dtype=np.float64) - (rows - 1) / 2) / zoom + box.centre[0]

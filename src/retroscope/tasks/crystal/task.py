@@ -54,7 +54,7 @@ class CrystalTask(Task):
                  targets: tuple[str, ...] | None = None,
                  formation: FormationConfig | None = None,
                  imaging: ImagingConfig | None = None, grid: str | None = None,
-                 input_scale: float | None = 0.8) -> None:
+                 input_scale: float | None = 0.8, zoom: bool = True) -> None:
         self.trap = get_trap(trap).name
         self.ranges = {"n_ca": tuple(int(v) for v in n_ca), "v_rf": tuple(map(float, v_rf)),
                        "v_end": tuple(map(float, v_end)), "eta": tuple(map(float, eta)),
@@ -71,6 +71,9 @@ class CrystalTask(Task):
         if input_scale is not None and not 0.1 <= float(input_scale) <= 4.0:
             raise ValueError(f"input_scale must lie in [0.1, 4] or be None, got {input_scale!r}")
         self.input_scale = None if input_scale is None else float(input_scale)
+        # zoom: the crystal's box fills the input (True), or the input is a window of the
+        # frame at its own 4 um/px centred on the crystal, so sizes in um are kept (False)
+        self.zoom = bool(zoom)
         r = self.ranges
         params = [
             Scalar("n_ca", "ions", *r["n_ca"], step=10, integer=True,
@@ -108,7 +111,8 @@ class CrystalTask(Task):
         cfg = self.config()
         known = set(cfg) - {"ranges"} | set(cfg["ranges"]) | set(cfg["formation"]) \
             | set(cfg["imaging"])
-        unknown = set(overrides) - known - {"ranges", "formation", "imaging", "input_scale"}
+        unknown = set(overrides) - known - {"ranges", "formation", "imaging", "input_scale",
+                                            "zoom"}
         if unknown:
             raise ValueError(f"unknown crystal settings {sorted(unknown)}; known: {sorted(known)}")
         ranges = dict(cfg["ranges"])
@@ -130,6 +134,7 @@ class CrystalTask(Task):
                            targets=tuple(targets) if targets else None,
                            formation=FormationConfig(**form), imaging=ImagingConfig(**imaging),
                            input_scale=overrides.get("input_scale", self.input_scale),
+                           zoom=overrides.get("zoom", self.zoom),
                            **{k: tuple(v) for k, v in ranges.items()})
 
     def paper_grid(self) -> ParameterSpace:
@@ -182,6 +187,9 @@ class CrystalTask(Task):
             return tuple(self.imaging.shape)
         return tuple(max(8, 8 * round(self.input_scale * s / 8)) for s in self.imaging.shape)
 
+    def view_config(self) -> dict:
+        return {"input_scale": self.input_scale, "zoom": self.zoom}
+
     def network_view(self, x: np.ndarray) -> np.ndarray:
         """The automatic crop to the crystal (:func:`.crop.crop_to_crystal`), found in the
         image as the camera gives it, then brightness normalisation."""
@@ -191,7 +199,7 @@ class CrystalTask(Task):
 
         frame = np.asarray(x, dtype=np.float32)
         frame = frame[0] if frame.ndim == 3 else frame
-        crop, _ = crop_to_crystal(frame, self.input_shape)
+        crop, _ = crop_to_crystal(frame, self.input_shape, zoom=None if self.zoom else 1.0)
         return brightness_normalise(crop)[None]
 
     def observe(self, train: bool):
