@@ -1,6 +1,5 @@
 """Cluster shapes on voxel grids: geometry, volumes, symmetry, rotation convention, speed."""
 
-import time
 
 import numpy as np
 import pytest
@@ -145,15 +144,3 @@ def test_soft_edge_width():
     column = rho[:, 3, 3].astype(float)  # lateral offset (2.5, 2.5) nm: |r| ~ |z| near the pole
     r = np.sqrt(grid.z_nm**2 + 2 * 2.5**2)
     assert np.allclose(column, np.clip(0.5 - (r - 50.0) / 10.0, 0, 1), atol=1e-6)
-
-
-def test_voxelisation_speed():
-    grid = VoxelGrid(64, 128, 340.0, 340.0)
-    q = Rotation.random(rng=np.random.default_rng(0)).as_quat()
-    density("icosahedron", 160.0, q, grid)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        density("icosahedron", 160.0, q, grid)
-        times.append(time.perf_counter() - t0)
-    assert np.median(times) < 0.05
