@@ -1,5 +1,4 @@
-"""Cluster shapes on voxel grids: geometry, volumes, symmetry, rotation convention, speed."""
-
+"""Cluster shapes on voxel grids: geometry, volumes, symmetry, rotation convention."""
 
 import numpy as np
 import pytest
