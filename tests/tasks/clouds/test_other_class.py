@@ -122,3 +122,23 @@ def test_demo_files_are_triplets_that_read_back_to_the_stored_od(tmp_path):
         # 16-bit rounding of the frames: below 1% of an OD unit where the OD is moderate
         moderate = np.abs(stored) < 3
         np.testing.assert_allclose(od[moderate], stored[moderate], atol=0.01)
+
+
+def test_gaussian_comparison_counts_rings_apart():
+    from retroscope.tasks.clouds.evaluation import gaussian_comparison
+
+    task = get_task("clouds").with_config(shape=[64, 64])
+    table = np.zeros((MAX_CLOUDS, len(CLOUD_COLUMNS)), np.float32)
+    table[0, :7] = [1, 20.0, 22.0, 8.0, 6.0, 0.3, 1.0]  # a MOT
+    table[1, :7] = [2, 44.0, 40.0, 12.0, 3.0, -0.4, 1.5]  # an ODT
+    od = task.true_objects({"clouds": table}, None)
+    image = sum(t["gaussian"].render((64, 64)) for t in od)
+    det = {"boxes": np.stack([t["box"] for t in od]).astype(np.float32),
+           "scores": np.ones(2), "labels": np.array([1, 4]),  # the ODT taken for a ring
+           "masks": np.stack([t["mask"] for t in od]).astype(float)}
+    objects = task.describe_objects(image[None], det)
+    result = gaussian_comparison([image], [od], [objects], [[(0, 0, 1.0), (1, 1, 1.0)]],
+                                 max_fits=0)
+    assert result["clouds"] == 1 and result["matched_as_non_gaussian"] == 1
+    assert all(np.isfinite(v) for k, v in result["rmse"]["mask"]["truth"].items()
+               if v is not None)
