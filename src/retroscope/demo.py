@@ -122,7 +122,7 @@ def _predict_shots(task, out, files, truth, settings_file, console):
                                              out=out / "predictions.csv")
     by_input = {str(t.get("input")): t.get("objects", "") for t in truth}
     table = Table(title="objects found in the written shots (truth from the simulation)")
-    for k in ("input", "class", "score", "x0", "y0", "atom_number", "unlike", "truth"):
+    for k in ("input", "class", "score", "x0", "y0", "integrated OD", "unlike", "truth"):
         table.add_column(k)
     for row in rows:
         name = Path(str(row["input"])).name
@@ -130,7 +130,7 @@ def _predict_shots(task, out, files, truth, settings_file, console):
             table.add_row(name, "-", "", "", "", "", "", by_input.get(name, ""))
             continue
         table.add_row(name, str(row["class"]), f"{row['score']:.2f}", f"{row['x0']:.1f}",
-                      f"{row['y0']:.1f}", f"{row.get('atom_number', float('nan')):.3g}",
+                      f"{row['y0']:.1f}", f"{row.get('integrated_od', float('nan')):.3g}",
                       str(row.get("unlike_training", "")),
                       by_input.get(name, "") if row.get("object", 0) == 0 else "")
     console.print(table)
