@@ -68,12 +68,13 @@ class Imaging:
 def od_centroid(od: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(x, y) centroid of the non-negative part of ``od`` over ``mask`` (pixel centres at
     j + 0.5, i + 0.5); the mask's own centroid when no OD is positive there."""
+    from retroscope.tasks.clouds.moments import _weighted_moments
+
     w = np.where(mask, np.clip(od, 0.0, None), 0.0)
     if not w.sum() > 0:
         w = mask.astype(np.float64)
-    rows, cols = np.indices(od.shape)
-    total = w.sum()
-    return float((w * (cols + 0.5)).sum() / total), float((w * (rows + 0.5)).sum() / total)
+    x0, y0 = _weighted_moments(w)[:2]
+    return x0, y0
 
 
 def _cloud_from_row(row: np.ndarray) -> Cloud | None:
