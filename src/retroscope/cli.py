@@ -82,6 +82,25 @@ def simulate(
 
 
 @app.command()
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="complete dataset directories to combine")],
+    out: Annotated[Path, typer.Option("--out", help="new dataset directory")],
+) -> None:
+    """Combine campaigns of one task and one set of settings (different seeds) into one
+    dataset; shards are hard-linked, the parts are left as they are."""
+    from retroscope.data.merge import merge_datasets
+    from retroscope.data.shards import DatasetError
+
+    try:
+        manifest = merge_datasets(parts, out)
+    except DatasetError as exc:
+        _fail(str(exc))
+    console.print(f"{manifest.n} samples of [bold]{manifest.task}[/] from {len(parts)} "
+                  f"campaigns in {out} ({len(manifest.shards)} shards, "
+                  f"config {manifest.config_hash[:12]})")
+
+
+@app.command()
 def train(
     task: Annotated[str, typer.Argument(help="task name")],
     data: Annotated[Path, typer.Option("--data", help="dataset directory")],
@@ -100,6 +119,9 @@ def train(
     view: Annotated[Optional[str], typer.Option(
         help="JSON of the task's reading settings, e.g. crystal '{\"zoom\": false}'")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
+    precision: Annotated[str, typer.Option(
+        help="32-true, or bf16-mixed (bfloat16 autocast: about 2x faster on CPUs with AMX or "
+             "AVX512-BF16 and on recent GPUs)")] = "32-true",
     tracking: Annotated[str, typer.Option(help="csv or mlflow")] = "csv",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
@@ -120,7 +142,7 @@ def train(
                       lr=lr or getattr(t, "learning_rate", 2e-3), momentum=momentum,
                       step_size=step_size, decay=decay, max_minutes=max_minutes,
                       augment=augment, num_workers=workers, limit_val=limit_val,
-                      view=json.loads(view) if view else {},
+                      view=json.loads(view) if view else {}, precision=precision,
                       tracking=tracking, tracking_uri=tracking_uri, seed=seed)
     try:
         summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)

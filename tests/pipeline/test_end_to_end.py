@@ -156,3 +156,33 @@ def test_demo_runs_the_whole_chain_on_a_tiny_task(tmp_path, blob_task, monkeypat
     assert len(rows) == 1 + 2 + 2  # header, two PNG files, two frames of the CXI file
     with pytest.raises(SystemExit, match="overwrite"):
         run_demo(blob_task, tmp_path / "demo")
+
+
+def test_bf16_mixed_run_keeps_a_float32_head_and_saves_loadable_weights(tmp_path, blob_task):
+    import torch
+
+    from retroscope.infer.predictor import Predictor
+    from retroscope.train.module import Network
+
+    net = Network("resnet18", {"base_width": 8, "stem": "small"}, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mean, logvar = net(torch.randn(3, 1, 16, 16))
+    assert mean.dtype == torch.float32 and logvar.dtype == torch.float32
+
+    generate(blob_task, tmp_path / "data", 120, shard_size=64, seed=3, progress=False)
+    cfg = TrainConfig(task="blob-test", data=str(tmp_path / "data"), model="resnet18",
+                      model_kwargs={"base_width": 8, "stem": "small"}, epochs=2,
+                      batch_size=32, precision="bf16-mixed")
+    train(blob_task, cfg, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "bf16-mixed"
+    predictor = Predictor(tmp_path / "run")
+    x = np.random.default_rng(0).random((4, 13, 17)).astype(np.float32)
+    assert np.all(np.isfinite(predictor.predict(x).value))
+
+
+def test_unknown_precision_is_refused_before_the_run_directory_is_made(tmp_path, blob_task):
+    cfg = TrainConfig(task="blob-test", data=str(tmp_path / "data"), model="resnet18",
+                      precision="fp8")
+    with pytest.raises(RunError, match="precision"):
+        train(blob_task, cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

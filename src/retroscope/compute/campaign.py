@@ -21,14 +21,10 @@ from retroscope.data.shards import (
     DatasetError,
     Manifest,
     ShardInfo,
+    shard_file,
     shard_is_complete,
     write_shard,
 )
-
-
-def shard_file(index: int) -> str:
-    return f"shards/shard-{index:05d}.h5"
-
 
 def sample_parameters(task: Task, n: int, sampling: str, seed: int) -> dict[str, np.ndarray]:
     """All parameter rows of a campaign, drawn from ``SeedSequence(seed, spawn_key=(0,))``."""

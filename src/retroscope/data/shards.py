@@ -33,6 +33,11 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
+def shard_file(index: int) -> str:
+    """A shard's path inside its dataset directory."""
+    return f"shards/shard-{index:05d}.h5"
+
+
 class DatasetError(RuntimeError):
     """A dataset directory, manifest or shard is missing, corrupt or inconsistent."""
 
@@ -88,13 +93,17 @@ class Manifest:
     shards: list[ShardInfo] = field(default_factory=list)
     code_version: str = __version__
     format: int = FORMAT_VERSION
+    parts: list[dict] = field(default_factory=list)  # a merged dataset's campaigns (merge.py)
 
     @property
     def identity(self) -> dict:
         """The settings that determine the data; two runs agree iff these agree."""
-        return {"task": self.task, "space": self.space, "config": self.config,
-                "sampling": self.sampling, "n": self.n, "shard_size": self.shard_size,
-                "seed": self.seed, "format": self.format}
+        out = {"task": self.task, "space": self.space, "config": self.config,
+               "sampling": self.sampling, "n": self.n, "shard_size": self.shard_size,
+               "seed": self.seed, "format": self.format}
+        if self.parts:
+            out["parts"] = self.parts
+        return out
 
     @property
     def config_hash(self) -> str:
@@ -120,7 +129,8 @@ class Manifest:
                        sampling=d["sampling"], n=int(d["n"]), shard_size=int(d["shard_size"]),
                        seed=int(d["seed"]), shards=[ShardInfo(**s) for s in d["shards"]],
                        code_version=d.get("code_version", "unknown"),
-                       format=int(d.get("format", FORMAT_VERSION)))
+                       format=int(d.get("format", FORMAT_VERSION)),
+                       parts=list(d.get("parts", [])))
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"manifest is missing or has a malformed field: {exc}") from exc
 
@@ -146,15 +156,15 @@ class Manifest:
         """Human-readable list of the identity fields that differ."""
         a, b = self.identity, other.identity
         out = []
-        for key in a:
-            if a[key] != b[key]:
-                if isinstance(a[key], dict) and isinstance(b[key], dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key) != b.get(key):
+                if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
                     keys = sorted(set(a[key]) | set(b[key]))
                     sub = [k for k in keys if a[key].get(k) != b[key].get(k)]
                     out += [f"{key}.{k}: {a[key].get(k)!r} (stored) vs {b[key].get(k)!r} (asked)"
                             for k in sub]
                 else:
-                    out.append(f"{key}: {a[key]!r} (stored) vs {b[key]!r} (asked)")
+                    out.append(f"{key}: {a.get(key)!r} (stored) vs {b.get(key)!r} (asked)")
         return out
 
 

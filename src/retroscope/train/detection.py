@@ -145,7 +145,7 @@ def train_detection(task, cfg, out: Path, resume: bool = False, progress: bool =
                         callbacks=callbacks, logger=_logger(cfg, out),
                         enable_progress_bar=progress, enable_model_summary=False,
                         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-                        num_sanity_val_steps=0, log_every_n_steps=10,
+                        num_sanity_val_steps=0, log_every_n_steps=10, precision=cfg.precision,
                         gradient_clip_val=10.0)
     t0 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader,

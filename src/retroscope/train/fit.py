@@ -37,6 +37,10 @@ class RunError(RuntimeError):
     """A run directory is missing, incomplete, or would be overwritten."""
 
 
+#: Lightning precisions a run may ask for (bfloat16 needs no loss scaling)
+PRECISIONS = ("32-true", "bf16-mixed")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (stored as config.json)."""
@@ -60,6 +64,7 @@ class TrainConfig:
     max_minutes: float | None = None
     coverage: float = 0.9
     symmetrise: bool = True  # average predictions over the task's input_flips
+    precision: str = "32-true"  # Lightning precision; "bf16-mixed": autocast in bfloat16
     tracking: str = "csv"
     tracking_uri: str | None = None
     limit_train: int | None = None
@@ -148,6 +153,8 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     from retroscope.train.module import Network, RegressionModule
 
     out = Path(out)
+    if cfg.precision not in PRECISIONS:
+        raise RunError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
     prepare_run_dir(out, resume, overwrite)
     if resume:
         cfg = TrainConfig(**json.loads((out / "config.json").read_text()))
@@ -175,6 +182,9 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     val_loader = _loader(val_set, cfg.batch_size, False, cfg.num_workers, cfg.seed)
 
     network = Network(cfg.model, cfg.model_kwargs, task.targets.dim)
+    if cfg.precision.startswith("bf16"):
+        # oneDNN's bfloat16 convolutions run fastest on NHWC tensors
+        network = network.to(memory_format=torch.channels_last)
     mean, std = _input_stats(train_set)
     network.norm.mean.fill_(mean)
     network.norm.std.fill_(std)
@@ -193,7 +203,7 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
                         callbacks=callbacks, logger=_logger(cfg, out),
                         enable_progress_bar=progress, enable_model_summary=False,
                         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-                        deterministic=False, log_every_n_steps=10)
+                        precision=cfg.precision, deterministic=False, log_every_n_steps=10)
     t0 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader,
                 ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
@@ -201,7 +211,7 @@ def train(task: Task, cfg: TrainConfig, out: Path, resume: bool = False,
     best = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
     state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
-    network = module.network.cpu().eval()
+    network = module.network.cpu().eval().to(memory_format=torch.contiguous_format)
 
     from retroscope.infer.predictor import calibrate_and_save
 

@@ -54,11 +54,14 @@ class Network(nn.Module):
         top of the representation that the mean's loss shapes, and the likelihood's large
         gradients for confident misses never reach the shared body.
         """
-        features = self.body.embed(self.norm(x))
-        h = self.body.dropout(features)
-        d = self.out_dim
-        mean = self.body.fc(h)[:, :d]
-        logvar = self.body.fc(h.detach())[:, d:]
+        features = self.body.embed(self.norm(x)).float()
+        # the head stays in float32 under mixed precision: a bfloat16 output carries only
+        # about 3 significant digits, too few for a count of hundreds
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            h = self.body.dropout(features)
+            d = self.out_dim
+            mean = self.body.fc(h)[:, :d]
+            logvar = self.body.fc(h.detach())[:, d:]
         return mean, logvar.clamp(-16.0, 8.0), features
 
 
