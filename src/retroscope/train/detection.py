@@ -130,6 +130,10 @@ def train_detection(task, cfg, out: Path, resume: bool = False, progress: bool =
                     "image_size": list(input_shape[-2:]), "image_mean": mean, "image_std": std,
                     "in_channels": input_shape[0]}
     model = build_model(cfg.model, **model_kwargs)
+    if cfg.precision.startswith("bf16"):
+        # oneDNN's bfloat16 convolutions are fast only on NHWC tensors (about 1.7x per step
+        # here with them, none without)
+        model = model.to(memory_format=torch.channels_last)
     module = DetectionModule(model, task.classes, lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, step_size=cfg.step_size,
                              decay=cfg.decay,
@@ -155,7 +159,7 @@ def train_detection(task, cfg, out: Path, resume: bool = False, progress: bool =
     state = torch.load(best, map_location="cpu", weights_only=False)
     module.load_state_dict(state["state_dict"])
     best_map = ckpt.best_model_score
-    model = module.model.cpu().eval()
+    model = module.model.cpu().eval().to(memory_format=torch.contiguous_format)
 
     from retroscope.infer.detection import calibrate_and_save_detection
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import tifffile
+import torch
 from typer.testing import CliRunner
 
 from retroscope.compute.campaign import generate
@@ -91,6 +92,21 @@ def test_detection_run_directory_and_evaluation(trained):
     assert metrics["inference_ms_per_frame"] > 0
     assert (root / "run" / "plots" / "detections.png").exists()
     assert json.loads((root / "run" / "metrics.json").read_text())["n"] == metrics["n"]
+
+
+def test_bf16_mixed_detection_run_saves_float32_weights_that_predict(trained, task, tmp_path):
+    from retroscope.infer.detection import DetectionPredictor
+    from retroscope.train.fit import TrainConfig, train
+
+    root, _ = trained
+    cfg = TrainConfig(task="clouds", data=str(root / "data"), model="maskrcnn_resnet18_fpn",
+                      model_kwargs={**task.model.kwargs, **TINY}, epochs=1, batch_size=4,
+                      lr=5e-3, limit_val=4, precision="bf16-mixed")
+    train(task, cfg, tmp_path / "run", progress=False)
+    predictor = DetectionPredictor(tmp_path / "run", device="cpu")
+    assert all(p.dtype == torch.float32 for p in predictor.model.parameters())
+    x = np.zeros(predictor.input_shape, np.float32)
+    assert isinstance(predictor.predict_inputs([x])[0], list)
 
 
 def _write_triplet(folder, shot_id, rng, clouds):
