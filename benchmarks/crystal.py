@@ -153,6 +153,7 @@ def accuracy(run: Path, data: Path, out_dir: Path) -> dict:
             "ood_fraction_test": m["ood_fraction"],
             "per_bin": [{k: r[k] for k in ("bin", "n", "mean_error", "std", "std_percent")}
                         for r in s["per_bin"]],
+            "rms_percent_by_temperature": s.get("rms_percent_by_temperature"),
             "plots": m.get("plots", [])}
 
 

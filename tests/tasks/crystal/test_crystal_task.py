@@ -90,6 +90,14 @@ def test_summary_metrics_rms_percent(small):
     assert s["rms"] == pytest.approx(np.sqrt((9 + 36) / 3))
     assert s["rms_percent"] == pytest.approx(100 * np.sqrt((0.03**2 + 0.03**2) / 3))
     assert s["exact_fraction"] == pytest.approx(1 / 3)
+    assert "rms_percent_by_temperature" not in s
+
+    true["temperature_mk"] = np.array([3.0, 19.0, 20.0])  # the default range is 2-20 mK
+    rows = small.summary_metrics(true, pred)["n_ca"]["rms_percent_by_temperature"]
+    assert [r["n"] for r in rows] == [1, 2]  # the top edge belongs to the last slice
+    assert rows[0]["temperature_mk"] == pytest.approx([2.0, 8.0])
+    assert rows[0]["rms_percent"] == pytest.approx(3.0)
+    assert rows[1]["rms_percent"] == pytest.approx(100 * np.sqrt(0.03**2 / 2))
 
 
 def test_campaign_stores_images_and_extents(small, tmp_path):

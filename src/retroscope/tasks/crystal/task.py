@@ -251,6 +251,10 @@ class CrystalTask(Task):
                 entry["mean_abs_percent"] = float(100 * np.mean(np.abs(p[ok] - t[ok]) / t[ok]))
                 entry["exact_fraction"] = float(np.mean(np.round(p) == t))
                 entry["per_bin"] = bin_statistics(t, p)["bins"]
+                if "temperature_mk" in true:  # hotter crystals blur more: where the error sits
+                    entry["rms_percent_by_temperature"] = _by_temperature(
+                        np.asarray(true["temperature_mk"], dtype=np.float64), t, p,
+                        self.ranges["temperature_mk"])
             out[name] = entry
         return out
 
@@ -300,3 +304,17 @@ def brightness_normalise(image: np.ndarray, quantile: float = 0.999) -> np.ndarr
     if not np.isfinite(top) or top <= 0:
         top = float(x.max()) if x.size and x.max() > 0 else 1.0
     return np.clip(x / top, 0.0, 1.0)
+
+
+def _by_temperature(temp_mk, true, pred, span, parts: int = 3) -> list[dict]:
+    """RMS percentage error of a count in ``parts`` equal slices of the temperature range."""
+    edges = np.linspace(span[0], span[1], parts + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (temp_mk >= lo) & ((temp_mk < hi) | (hi == edges[-1])) & (true > 0)
+        if sel.any():
+            rel = (pred[sel] - true[sel]) / true[sel]
+            rows.append({"temperature_mk": [float(lo), float(hi)], "n": int(sel.sum()),
+                         "rms_percent": float(100 * np.sqrt(np.mean(rel ** 2)))})
+    return rows
+
