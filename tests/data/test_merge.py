@@ -85,3 +85,18 @@ def test_merge_command_line(tmp_path, parts):
     assert json.loads((tmp_path / "ab" / "manifest.json").read_text())["n"] == 70
     result = CliRunner().invoke(app, ["merge", str(a), str(b), "--out", str(tmp_path / "ab")])
     assert result.exit_code == 2 and "already exists" in " ".join(result.output.split())
+
+
+def test_a_part_made_before_a_setting_existed_merges_with_its_default(tmp_path):
+    from retroscope.core.task import get_task
+
+    small = get_task("crystal").small()
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(small, a, 3, shard_size=3, seed=0, progress=False)
+    generate(small, b, 3, shard_size=3, seed=1, progress=False)
+    old = Manifest.load(a)  # as an older retroscope wrote it: no formation backend yet
+    del old.config["formation"]["backend"]
+    old.save(a)
+    merged = merge_datasets([a, b], tmp_path / "ab")
+    assert merged.config == small.config()
+    assert merged.parts[0]["config_hash"] == old.config_hash  # the part as it is stored

@@ -31,6 +31,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _full_config(task_name: str, config: dict) -> dict:
+    """``config`` with every setting the task now has, defaults filled in."""
+    from retroscope.core.task import get_task
+
+    task = get_task(task_name)
+    if config == task.config():
+        return config
+    try:
+        return task.with_config(**config).config()
+    except (ValueError, TypeError, NotImplementedError):  # settings this task does not know
+        return config
+
+
 def merge_datasets(parts: list[Path], out: Path) -> Manifest:
     """Combine the complete campaigns ``parts`` into the new dataset directory ``out``.
 
@@ -53,6 +66,9 @@ def merge_datasets(parts: list[Path], out: Path) -> Manifest:
             raise DatasetError(f"{path}: incomplete ({m.rows_done}/{m.n} rows); finish it with "
                                "the same `retroscope simulate` command before merging")
         manifests.append(m)
+    hashes = [m.config_hash for m in manifests]  # as stored in each part's manifest
+    for m in manifests:  # settings added to the task since a part was made take defaults
+        m.config = _full_config(m.task, m.config)
     first = manifests[0]
     for path, m in zip(parts[1:], manifests[1:]):
         if (m.task, m.space, m.config) != (first.task, first.space, first.config):
@@ -60,7 +76,6 @@ def merge_datasets(parts: list[Path], out: Path) -> Manifest:
                                 if d.split(":")[0].split(".")[0] in ("task", "space", "config"))
             raise DatasetError(f"{path} was simulated with other settings than {parts[0]}:"
                                f"\n  {diffs}")
-    hashes = [m.config_hash for m in manifests]
     for i, h in enumerate(hashes):
         if h in hashes[:i]:
             raise DatasetError(f"{parts[i]} is the same campaign as {parts[hashes.index(h)]} "
@@ -71,8 +86,8 @@ def merge_datasets(parts: list[Path], out: Path) -> Manifest:
         shutil.rmtree(partial)
     (partial / "shards").mkdir(parents=True)
     shards, records = [], []
-    for path, m in zip(parts, manifests):
-        records.append({"path": str(path.resolve()), "config_hash": m.config_hash, "n": m.n,
+    for path, m, h in zip(parts, manifests, hashes):
+        records.append({"path": str(path.resolve()), "config_hash": h, "n": m.n,
                         "seed": m.seed, "sampling": m.sampling})
         for info in m.shards:
             new = ShardInfo(index=len(shards), file=shard_file(len(shards)), rows=info.rows,
