@@ -172,7 +172,7 @@ def test_bf16_mixed_run_keeps_a_float32_head_and_saves_loadable_weights(tmp_path
     generate(blob_task, tmp_path / "data", 120, shard_size=64, seed=3, progress=False)
     cfg = TrainConfig(task="blob-test", data=str(tmp_path / "data"), model="resnet18",
                       model_kwargs={"base_width": 8, "stem": "small"}, epochs=2,
-                      batch_size=32, precision="bf16-mixed")
+                      batch_size=32, precision="bf16-mixed", max_minutes=30)
     train(blob_task, cfg, tmp_path / "run", progress=False)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "bf16-mixed"
     predictor = Predictor(tmp_path / "run")

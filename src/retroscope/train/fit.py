@@ -10,7 +10,8 @@ The run directory is everything needed to predict later on another machine::
     checkpoints/         Lightning checkpoints (last.ckpt resumes an interrupted run)
     logs/                CSV logs (MLflow when asked)
 
-Training uses Lightning: AdamW with a one-cycle learning-rate schedule, checkpointing every
+Training uses Lightning: AdamW with a one-cycle learning-rate schedule (planned over the
+epochs, and over the time limit ``max_minutes`` when that comes first), checkpointing every
 epoch, early stopping on the validation loss, CUDA when present and the CPU otherwise.
 Detection tasks (``task.learner == "detection"``) train with their own recipe
 (:mod:`retroscope.train.detection`: SGD with momentum, step schedule, best epoch by mAP) into
