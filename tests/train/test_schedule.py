@@ -42,3 +42,15 @@ def test_the_clock_moves_the_cycle_on_when_steps_lag():
     timed.step()
     assert timed.get_last_lr()[0] == pytest.approx(reference[-1])
     assert reference[-1] < 1e-3 * 1e-4
+
+
+def test_checkpoint_state_is_plain_data_and_keeps_the_clock(tmp_path):
+    kw = dict(max_lr=1e-3, epochs=2, steps_per_epoch=5)
+    clock = lambda: 0.3  # noqa: E731
+    sched = TimedOneCycleLR(_opt(), time_fraction=clock, **kw)
+    _lrs(sched, 3)
+    torch.save(sched.state_dict(), tmp_path / "s.pt")
+    state = torch.load(tmp_path / "s.pt", weights_only=True)
+    fresh = TimedOneCycleLR(_opt(), time_fraction=clock, **kw)
+    fresh.load_state_dict(state)
+    assert fresh.time_fraction is clock and fresh.last_epoch == sched.last_epoch

@@ -79,6 +79,18 @@ class TimedOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
         self.time_fraction = time_fraction
         super().__init__(optimizer, **kwargs)
 
+    def state_dict(self) -> dict:
+        """Without the clock: a checkpoint holds plain data (``torch.load(weights_only=True)``
+        refuses pickled callables), and a resumed run gets its own trainer's clock."""
+        state = super().state_dict()
+        state.pop("time_fraction", None)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        clock = self.time_fraction
+        super().load_state_dict(state_dict)
+        self.time_fraction = clock
+
     def get_lr(self):
         step = self.last_epoch
         used = self.time_fraction() if self.time_fraction is not None else None
