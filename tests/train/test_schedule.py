@@ -1,9 +1,9 @@
-"""The one-cycle schedule that also follows a time budget."""
+"""The schedules that also follow a time budget: one-cycle (regression) and step (detection)."""
 
 import pytest
 import torch
 
-from retroscope.train.module import TimedOneCycleLR
+from retroscope.train.schedules import TimedOneCycleLR, TimedStepLR
 
 
 def _opt():
@@ -54,3 +54,55 @@ def test_checkpoint_state_is_plain_data_and_keeps_the_clock(tmp_path):
     fresh = TimedOneCycleLR(_opt(), time_fraction=clock, **kw)
     fresh.load_state_dict(state)
     assert fresh.time_fraction is clock and fresh.last_epoch == sched.last_epoch
+
+
+def _sgd():
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=5e-3, momentum=0.9)
+
+
+def test_without_a_clock_the_step_schedule_is_warmup_chained_with_steplr():
+    spe, epochs = 7, 6
+    opt = _sgd()
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=5)
+    steps = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    reference = []
+    for _ in range(epochs):
+        for _ in range(spe):
+            reference.append(opt.param_groups[0]["lr"])
+            opt.step()
+            warm.step()
+        steps.step()
+    timed = TimedStepLR(_sgd(), step_size=2, gamma=0.1, steps_per_epoch=spe, epochs=epochs,
+                        warmup_steps=5, time_fraction=lambda: None)
+    assert _lrs(timed, spe * epochs) == pytest.approx(reference)
+    assert reference[-1] == pytest.approx(5e-3 * 1e-2)  # two decays in six epochs
+
+
+def test_the_clock_brings_the_decays_forward():
+    clock = {"used": 0.0}
+    timed = TimedStepLR(_sgd(), step_size=3, gamma=0.1, steps_per_epoch=100, epochs=9,
+                        time_fraction=lambda: clock["used"])
+    _lrs(timed, 10)
+    assert timed.get_last_lr()[0] == pytest.approx(5e-3)
+    clock["used"] = 0.5  # epoch 4.5 of 9 by the clock after 0.1 epochs of steps: one decay
+    _lrs(timed, 1)
+    assert timed.get_last_lr()[0] == pytest.approx(5e-4)
+    clock["used"] = 1.5  # past the budget: the last decay (epoch 9 -> three), no further
+    _lrs(timed, 1)
+    assert timed.get_last_lr()[0] == pytest.approx(5e-6)
+
+
+def test_step_schedule_checkpoint_is_plain_data(tmp_path):
+    clock = lambda: 0.4  # noqa: E731
+    kw = dict(step_size=2, gamma=0.5, steps_per_epoch=3, epochs=4, warmup_steps=2)
+    sched = TimedStepLR(_sgd(), time_fraction=clock, **kw)
+    _lrs(sched, 4)
+    torch.save(sched.state_dict(), tmp_path / "s.pt")
+    fresh = TimedStepLR(_sgd(), time_fraction=clock, **kw)
+    fresh.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert fresh.time_fraction is clock and fresh.last_epoch == sched.last_epoch
+
+
+def test_step_schedule_refuses_empty_epochs():
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        TimedStepLR(_sgd(), step_size=2, gamma=0.1, steps_per_epoch=0, epochs=3)

@@ -6,7 +6,9 @@ Mach. Learn.: Sci. Technol. 2, 045008 (2021), Sec. 3:
 - SGD with momentum and a step learning-rate schedule (the rate is multiplied by ``decay``
   every ``step_size`` epochs), batch size 4; from random weights (the paper started from
   COCO weights) the first ``warmup_steps`` steps ramp the rate up linearly from 0.1% and the
-  gradient norm is clipped at 10, as torchvision's detection reference recipe does;
+  gradient norm is clipped at 10, as torchvision's detection reference recipe does; with
+  ``--max-minutes`` the decays also follow the clock (:class:`~.schedules.TimedStepLR`), so
+  that a run cut short by its time limit still reaches its small learning rates;
 - after every epoch the network is scored on the validation split with the COCO box and mask
   mAP (0.50:0.95), and the epoch with the best mean of the two is kept.
 
@@ -41,7 +43,7 @@ class DetectionModule(L.LightningModule):
     def __init__(self, model, class_names: tuple[str, ...], lr: float = 5e-3,
                  momentum: float = 0.9, weight_decay: float = 1e-4, step_size: int = 5,
                  decay: float = 0.1, mask_threshold: float = 0.5,
-                 warmup_steps: int = 200) -> None:
+                 warmup_steps: int = 200, steps_per_epoch: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.class_names = tuple(class_names)
@@ -86,16 +88,19 @@ class DetectionModule(L.LightningModule):
         self.log("val_mean_map", float(m["mean_map"]), prog_bar=True)
 
     def configure_optimizers(self):
+        from retroscope.train.schedules import TimedStepLR, trainer_time_fraction
+
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
                               weight_decay=hp.weight_decay)
-        warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3,
-                                                   total_iters=max(int(hp.warmup_steps), 1))
-        steps = torch.optim.lr_scheduler.StepLR(opt, step_size=max(int(hp.step_size), 1),
-                                                gamma=hp.decay)
-        return [opt], [{"scheduler": warmup, "interval": "step"},
-                       {"scheduler": steps, "interval": "epoch"}]
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        steps = hp.steps_per_epoch or self.trainer.estimated_stepping_batches // epochs
+        sched = TimedStepLR(opt, step_size=max(int(hp.step_size), 1), gamma=hp.decay,
+                            steps_per_epoch=max(int(steps), 1), epochs=epochs,
+                            warmup_steps=int(hp.warmup_steps),
+                            time_fraction=lambda: trainer_time_fraction(self._trainer))
+        return [opt], [{"scheduler": sched, "interval": "step"}]
 
 
 def _od_statistics(dataset, n: int = 256) -> tuple[float, float]:
@@ -137,7 +142,8 @@ def train_detection(task, cfg, out: Path, resume: bool = False, progress: bool =
     module = DetectionModule(model, task.classes, lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, step_size=cfg.step_size,
                              decay=cfg.decay,
-                             warmup_steps=min(200, max(len(train_loader) - 1, 1)))
+                             warmup_steps=min(200, max(len(train_loader) - 1, 1)),
+                             steps_per_epoch=len(train_loader))
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best",
                            monitor="val_mean_map", mode="max", save_last=True)
     callbacks = [ckpt, *(callbacks or [])]

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from retroscope.train.schedules import TimedOneCycleLR, trainer_time_fraction
 from retroscope.train.uncertainty import gaussian_nll
 
 
@@ -65,49 +66,6 @@ class Network(nn.Module):
         return mean, logvar.clamp(-16.0, 8.0), features
 
 
-class TimedOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
-    """``OneCycleLR`` (Smith & Topin 2019) whose position in the cycle is the larger of the
-    steps taken and the fraction of a time budget used (``time_fraction()``, None: steps only).
-
-    A run given ``--max-minutes`` then completes its warm-up and its annealing within the time
-    limit even when an epoch takes longer than planned (a busy machine, a slower data loader):
-    stopped by the clock, a plain one-cycle schedule ends at a high learning rate. Without a
-    time limit it is exactly ``OneCycleLR``.
-    """
-
-    def __init__(self, optimizer, *, time_fraction=None, **kwargs) -> None:
-        self.time_fraction = time_fraction
-        super().__init__(optimizer, **kwargs)
-
-    def state_dict(self) -> dict:
-        """Without the clock: a checkpoint holds plain data (``torch.load(weights_only=True)``
-        refuses pickled callables), and a resumed run gets its own trainer's clock."""
-        state = super().state_dict()
-        state.pop("time_fraction", None)
-        return state
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        clock = self.time_fraction
-        super().load_state_dict(state_dict)
-        self.time_fraction = clock
-
-    def get_lr(self):
-        step = self.last_epoch
-        used = self.time_fraction() if self.time_fraction is not None else None
-        if used is not None:
-            step = max(step, int(min(used, 1.0) * (self.total_steps - 1)))
-        saved, self.last_epoch = self.last_epoch, min(step, self.total_steps - 1)
-        try:
-            return super().get_lr()
-        finally:
-            self.last_epoch = saved
-
-
-#: the annealing ends when this fraction of a run's time limit is used (the last validation,
-#: checkpoint and calibration come after)
-TIME_BUDGET_FRACTION = 0.97
-
-
 class RegressionModule(L.LightningModule):
     def __init__(self, network: Network, align=None, lr: float = 2e-3,
                  weight_decay: float = 1e-4, epochs: int = 10,
@@ -145,24 +103,11 @@ class RegressionModule(L.LightningModule):
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.current_epoch)
 
-    def _time_fraction(self) -> float | None:
-        """Fraction of the trainer's ``max_time`` used so far (None without a limit)."""
-        from lightning.pytorch.callbacks import Timer
-
-        trainer = self._trainer
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None) \
-            if trainer is not None else None
-        remaining = timer.time_remaining() if timer is not None else None
-        if remaining is None:
-            return None
-        elapsed = timer.time_elapsed()
-        return elapsed / max(elapsed + remaining, 1e-9) / TIME_BUDGET_FRACTION
-
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         steps = hp.steps_per_epoch or self.trainer.estimated_stepping_batches // max(hp.epochs, 1)
         sched = TimedOneCycleLR(
             opt, max_lr=hp.lr, epochs=hp.epochs, steps_per_epoch=max(int(steps), 1),
-            pct_start=0.15, time_fraction=self._time_fraction)
+            pct_start=0.15, time_fraction=lambda: trainer_time_fraction(self._trainer))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
