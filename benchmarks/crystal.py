@@ -266,7 +266,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "crystal.json")
     ap.add_argument("--baseline-n", type=int, default=20)
     ap.add_argument("--skip", nargs="*", default=[],
-                    help="parts to skip: simulator inference accuracy baseline mixed ood")
+                    help="parts to skip: simulator inference accuracy outliers baseline mixed ood")
     args = ap.parse_args()
     out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@ each ion's spot integrating to one; :mod:`.render`) of a crystal formed at the s
 operating point and secular temperature (:mod:`.formation`), and ``extent_um`` = (length along
 z, width along x) of its equilibrium Ca+ framework. Online (DataLoader): camera noise and the
 paper's augmentations (:mod:`.camera`). Then the automatic crop to the crystal (:mod:`.crop`):
-the crystal's box, found in the noisy frame, is resampled with one isotropic zoom onto the
-network's input (``input_scale`` x the frame shape; 128 x 88 px for the default 160 x 112
-frame), so small crystals are seen at up to 4x magnification. The network sees that image
+the network's input (``input_scale`` x the frame shape; 128 x 88 px for the default 160 x 112
+frame) is a window of the frame at its own 4 um/px centred on the crystal's box, found in the
+noisy frame, so sizes in um are kept; with ``zoom=True`` the box is instead resampled with one
+isotropic zoom onto the input, and small crystals are seen at up to 4x. The network sees that image
 divided by its 99.9th percentile and clipped to [0, 1] ("brightness normalisation"), one
 channel.
 
@@ -54,7 +55,7 @@ class CrystalTask(Task):
                  targets: tuple[str, ...] | None = None,
                  formation: FormationConfig | None = None,
                  imaging: ImagingConfig | None = None, grid: str | None = None,
-                 input_scale: float | None = 0.8, zoom: bool = True) -> None:
+                 input_scale: float | None = 0.8, zoom: bool = False) -> None:
         self.trap = get_trap(trap).name
         self.ranges = {"n_ca": tuple(int(v) for v in n_ca), "v_rf": tuple(map(float, v_rf)),
                        "v_end": tuple(map(float, v_end)), "eta": tuple(map(float, eta)),
@@ -72,7 +73,9 @@ class CrystalTask(Task):
             raise ValueError(f"input_scale must lie in [0.1, 4] or be None, got {input_scale!r}")
         self.input_scale = None if input_scale is None else float(input_scale)
         # zoom: the crystal's box fills the input (True), or the input is a window of the
-        # frame at its own 4 um/px centred on the crystal, so sizes in um are kept (False)
+        # frame at its own 4 um/px centred on the crystal, so sizes in um are kept (False, the
+        # default: 2.92% in an hour on 48k crystals against 3.20% zoomed on 24k, and it keeps
+        # the size cue that flags out-of-range trap voltages and light dark ions)
         self.zoom = bool(zoom)
         r = self.ranges
         params = [
