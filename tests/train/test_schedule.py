@@ -87,9 +87,9 @@ def test_the_clock_brings_the_decays_forward():
     clock["used"] = 0.5  # epoch 4.5 of 9 by the clock after 0.1 epochs of steps: one decay
     _lrs(timed, 1)
     assert timed.get_last_lr()[0] == pytest.approx(5e-4)
-    clock["used"] = 1.5  # past the budget: the last decay (epoch 9 -> three), no further
-    _lrs(timed, 1)
-    assert timed.get_last_lr()[0] == pytest.approx(5e-6)
+    clock["used"] = 1.5  # past the budget: the last planned epoch (8 of 0-8: two decays),
+    _lrs(timed, 1)       # never one that counting the steps would not reach
+    assert timed.get_last_lr()[0] == pytest.approx(5e-5)
 
 
 def test_step_schedule_checkpoint_is_plain_data(tmp_path):

@@ -100,10 +100,14 @@ class TimedStepLR(_Clocked, torch.optim.lr_scheduler.LRScheduler):
         super().__init__(optimizer)
 
     def epoch_position(self) -> float:
-        """The (fractional) epoch the schedule is in."""
+        """The (fractional) epoch the schedule is in. The clock moves it at most to the last
+        step of the last planned epoch, so it never decays further than counting steps would."""
         epoch = self.last_epoch / self.steps_per_epoch
         used = self._used()
-        return epoch if used is None else max(epoch, used * self.epochs)
+        if used is None:
+            return epoch
+        last = self.epochs - 1.0 / self.steps_per_epoch
+        return max(epoch, min(used * self.epochs, last))
 
     def get_lr(self):
         decays = math.floor(self.epoch_position() / self.step_size + 1e-9)
