@@ -156,7 +156,18 @@ def calibrate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     data: Annotated[Optional[Path], typer.Option(help="dataset (default: the run's own)")] = None,
 ) -> None:
-    """Refit a run's interval calibration and OOD threshold on a validation split."""
+    """Refit a run's interval calibration and OOD threshold (detection runs: the per-object
+    intervals and shape thresholds, also for refined detections) on a validation split."""
+    if _run_learner(run) == "detection":
+        from retroscope.infer.detection import recalibrate_detection
+
+        try:
+            record = recalibrate_detection(run, data)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        console.print_json(json.dumps({k: v for k, v in record.items()
+                                       if k in ("matched_objects", "true_objects", "n_val")}))
+        return
     from retroscope.train.fit import recalibrate
 
     console.print_json(json.dumps(recalibrate(run, data)))
@@ -169,6 +180,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     baseline: Annotated[int, typer.Option(help="run the classical baseline on N samples")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="where to write (default: the run)")] = None,
+    refine: Annotated[Optional[bool], typer.Option(
+        "--refine/--no-refine", help="detection runs: redraw the detections from the task's "
+        "model fit (clouds: joint 2D fit seeded by the masks); default: where calibrated")] = None,
 ) -> None:
     """Score a run on a split: metrics.json, plots, and the baseline comparison."""
     from retroscope.evaluate.report import evaluate as run_eval
@@ -176,7 +190,11 @@ def evaluate(
     if _run_learner(run) == "detection":
         from retroscope.evaluate.detection import evaluate_detection
 
-        print_detection_metrics(evaluate_detection(run, data, split, out=out))
+        try:
+            metrics = evaluate_detection(run, data, split, out=out, refine=refine)
+        except ValueError as exc:
+            _fail(str(exc))
+        print_detection_metrics(metrics)
         return
     metrics = run_eval(run, data, split, out=out, baseline_n=baseline)
     print_metrics(metrics)
@@ -207,18 +225,28 @@ def _run_learner(run: Path) -> str:
 
 
 def print_detection_metrics(metrics: dict) -> None:
-    coco = metrics["coco"]
+    sets = [("network", metrics["coco"])]
+    if metrics.get("coco_refined"):
+        sets.append(("refined", metrics["coco_refined"]))
     table = Table(title=f"{metrics['split']} split, n = {metrics['n']} frames: COCO mAP")
-    for col in ("class", "box mAP", "mask mAP"):
-        table.add_column(col)
-    table.add_row("all", f"{coco['box_map']:.3f}", f"{coco['mask_map']:.3f}")
-    for key in coco:
+    table.add_column("class")
+    for name, _ in sets:
+        table.add_column(f"box mAP ({name})")
+        table.add_column(f"mask mAP ({name})")
+
+    def cells(key):
+        return ["-" if coco.get(f"{kind}_{key}") is None else f"{coco[f'{kind}_{key}']:.3f}"
+                for _, coco in sets for kind in ("box", "mask")]
+
+    table.add_row("all", *cells("map"))
+    for key in sets[0][1]:
         if key.startswith("box_map_") and not key[8:].isdigit():
-            name = key[8:]
-            box, mask = coco[key], coco.get(f"mask_map_{name}")
-            table.add_row(name, "-" if box is None else f"{box:.3f}",
-                          "-" if mask is None else f"{mask:.3f}")
+            table.add_row(key[8:], *cells(key[4:]))
     console.print(table)
+    if "refine_ms_per_frame" in metrics:
+        console.print(f"refinement (joint fit): {metrics['refine_ms_per_frame']:.1f} ms/frame; "
+                      f"objects below from {'refined' if metrics['refined'] else 'network'} "
+                      f"detections")
     objects = metrics["objects"]
     console.print(f"objects: {objects['matched_iou50']}/{objects['true']} found (IoU >= 0.5), "
                   f"{objects['detected']} reported   inference: "
@@ -259,6 +287,9 @@ def predict(
     group: Annotated[Optional[str], typer.Option(
         help="combine sequences of images of one object: folder, file or regex:PATTERN "
              "(first capture group of the file name)")] = None,
+    refine: Annotated[Optional[bool], typer.Option(
+        "--refine/--no-refine", help="detection runs: redraw the detections from the task's "
+        "model fit (clouds: joint 2D fit seeded by the masks); default: where calibrated")] = None,
 ) -> None:
     """Read experimental files and print value, interval and OOD flag per image (and the
     combined estimate per sequence with --group)."""
@@ -274,7 +305,11 @@ def predict(
     if _run_learner(run) == "detection":
         from retroscope.infer.batch import predict_detection_files
 
-        rows, failures = predict_detection_files(run, files, settings=settings, out=out)
+        try:
+            rows, failures = predict_detection_files(run, files, settings=settings, out=out,
+                                                     refine=refine)
+        except ValueError as exc:
+            _fail(str(exc))
         _print_rows(rows, f"objects ({run})")
         for label, reason in failures:
             err.print(f"[red]failed:[/] {label}: {reason}")

@@ -337,6 +337,14 @@ class DetectionTask(Task):
         holds numpy boxes, scores, labels and soft masks (n, H, W). Every dict has "class",
         "score", "box" and "shape_score" (larger = less like the training objects)."""
 
+    #: whether :meth:`refine` changes detections (a model fit seeded by the network)
+    refines: bool = False
+
+    def refine(self, image: np.ndarray, detection: dict, score_threshold: float) -> dict:
+        """A physics-model refinement of one input's detections (same keys; the task may add
+        its own, which :meth:`describe_objects` reads). The default changes nothing."""
+        return detection
+
     def interval_scales(self, obj: dict) -> dict[str, float]:
         """Per parameter that gets a calibrated interval, the scale its error is measured in
         for this object (e.g. the cloud's radius for a centre coordinate)."""

@@ -72,17 +72,32 @@ def example_plot(images, objects, truths, path: Path, n: int = 8) -> Path:
     return path
 
 
+def _matches(objects, truths, shape) -> list:
+    from retroscope.infer.detection import match
+
+    out = []
+    for objs, truth in zip(objects, truths):
+        pm = np.stack([o["mask"] for o in objs]) if objs else np.zeros((0,) + shape)
+        tm = np.stack([t["mask"] for t in truth]) if truth else np.zeros((0,) + shape)
+        out.append(match(pm, tm))
+    return out
+
+
 def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
-                       out: Path | None = None, batch_size: int = 8) -> dict:
+                       out: Path | None = None, batch_size: int = 8,
+                       refine: bool | None = None) -> dict:
+    """COCO mAP of the network's detections and, for a task that refines them (clouds: the
+    joint fit), of the refined ones; per-object recall, interval coverage and the task's
+    comparison for the predictor's mode (``refine``: None = refined where calibrated)."""
     from retroscope.data.dataset import ShardDataset
     from retroscope.evaluate.coco import detection_map
-    from retroscope.infer.detection import DetectionPredictor, match, run_detector
+    from retroscope.infer.detection import DetectionPredictor, run_detector
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    predictor = DetectionPredictor(run_dir)
+    predictor = DetectionPredictor(run_dir, refine=refine)
     task = predictor.task
     dataset = ShardDataset(data, task, split, in_memory=True)
     images = [dataset[i][0].numpy() for i in range(len(dataset))]
@@ -91,28 +106,37 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
     dets = run_detector(predictor.model, images, batch_size, predictor.device)
     seconds = time.perf_counter() - t0
     coco = detection_map(*_as_torch(dets, targets), class_names=task.classes)
-    objects = predictor.describe(images, dets)
     labels = [dataset.labels_row(i) for i in range(len(dataset))]
     truths = [task.true_objects(lab, img) for lab, img in zip(labels, images)]
-    matches = []
-    for objs, truth in zip(objects, truths):
-        pm = np.stack([o["mask"] for o in objs]) if objs else np.zeros((0,) + images[0].shape[1:])
-        tm = np.stack([t["mask"] for t in truth]) if truth else np.zeros((0,) + images[0].shape[1:])
-        matches.append(match(pm, tm))
+    shape = images[0].shape[1:]
+    objects = predictor.describe(images, dets)
+    matches = _matches(objects, truths, shape)
     n_true = sum(len(t) for t in truths)
     n_found = sum(len(o) for o in objects)
     n_matched = sum(len(m) for m in matches)
     metrics = {
         "split": split, "n": len(dataset), "data": str(data), "coco": coco,
-        "score_threshold": predictor.score_threshold,
+        "score_threshold": predictor.score_threshold, "refined": predictor.refine,
         "objects": {"true": n_true, "detected": n_found, "matched_iou50": n_matched,
                     "recall": n_matched / n_true if n_true else None,
                     "precision": n_matched / n_found if n_found else None},
         "interval_coverage": interval_coverage(task, objects, truths, matches),
         "nominal_coverage": predictor.calibration["coverage"],
         "inference_ms_per_frame": 1e3 * seconds / len(dataset),
-        "task": task.evaluate_objects(images, labels, objects, matches, plot_dir),
     }
+    mask_objects, mask_matches = objects, matches
+    if task.refines:
+        t0 = time.perf_counter()
+        refined = [task.refine(x, d, predictor.score_threshold) for x, d in zip(images, dets)]
+        metrics["refine_ms_per_frame"] = 1e3 * (time.perf_counter() - t0) / len(dataset)
+        metrics["coco_refined"] = detection_map(*_as_torch(refined, targets),
+                                                class_names=task.classes)
+        if predictor.refine:  # the paper's comparison is of the masks' own parameters
+            mask_objects = predictor.describe(images, dets, refine=False)
+            mask_matches = _matches(mask_objects, truths, shape)
+    metrics["task"] = task.evaluate_objects(
+        images, labels, mask_objects, mask_matches, plot_dir,
+        refined=(objects, matches) if predictor.refine else None)
     metrics["plots"] = [str(example_plot(images, objects, truths,
                                          plot_dir / "detections.png"))]
     write_json_atomic(out / "metrics.json", metrics)

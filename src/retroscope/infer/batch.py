@@ -67,13 +67,15 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
 
 
 def predict_detection_files(run: Path, files: list[Path], settings: Path | None = None,
-                            out: Path | None = None, batch_size: int = 8):
+                            out: Path | None = None, batch_size: int = 8,
+                            refine: bool | None = None):
     """Objects in every experimental input of a detection run: one row per object (class,
-    score, box, parameters with intervals, shape flag) or one row with n_objects = 0 for an
-    input where nothing was found. Returns (rows, failures)."""
+    score, box, parameters with intervals, shape flag, whether the task's fit refined it) or
+    one row with n_objects = 0 for an input where nothing was found. ``refine``: see
+    :class:`~retroscope.infer.detection.DetectionPredictor`. Returns (rows, failures)."""
     from retroscope.infer.detection import DetectionPredictor
 
-    predictor = DetectionPredictor(run)
+    predictor = DetectionPredictor(run, refine=refine)
     task = predictor.task
     cfg = load_settings(settings)
     if cfg is not None:

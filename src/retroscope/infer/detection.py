@@ -79,22 +79,22 @@ def _keep(det: dict, score_threshold: float) -> dict:
     return {k: v[keep] for k, v in det.items()}
 
 
-def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path,
-                                 val_set, score_threshold: float = 0.5) -> dict:
-    """Fit the per-object parameter intervals and the shape-score threshold on the validation
-    split, then write the weights (with metadata) and calibration.json."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    images = [val_set[i][0].numpy() for i in range(len(val_set))]
-    dets = [_keep(d, score_threshold) for d in run_detector(model, images)]
+def calibrate_detections(task, images, dets, labels, coverage: float,
+                         score_threshold: float, refine: bool = False) -> dict:
+    """Split-conformal half-widths per class and parameter, and the shape-score thresholds,
+    from the validation ``images``, their raw detections ``dets`` and stored ``labels`` rows;
+    with ``refine`` the detections are first refined by the task (:meth:`DetectionTask.refine`)
+    so that the intervals describe what a refined prediction states."""
     ratios: dict[tuple[str, str], list[float]] = {}
     shapes: dict[str, list[float]] = {}
     n_true, n_matched = 0, 0
-    for i, det in enumerate(dets):
-        truth = task.true_objects(val_set.labels_row(i), images[i])
+    for image, det, row in zip(images, dets, labels):
+        det = _keep(det, score_threshold)
+        if refine:
+            det = task.refine(image, det, score_threshold)
+        truth = task.true_objects(row, image)
         n_true += len(truth)
-        objects = task.describe_objects(images[i], det)
+        objects = task.describe_objects(image, det)
         pred_masks = np.stack([o["mask"] for o in objects]) if objects else np.zeros((0, 1, 1))
         true_masks = np.stack([t["mask"] for t in truth]) if truth else np.zeros((0, 1, 1))
         for p, t, _ in match(pred_masks, true_masks):
@@ -113,18 +113,50 @@ def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path
                     continue
                 for cls in (obj["class"], ALL):
                     ratios.setdefault((cls, name), []).append(ratio)
-    level = cfg.coverage
     conformal: dict[str, dict[str, float]] = {}
     for (cls, name), r in ratios.items():
         if cls != ALL and len(r) < MIN_PER_CLASS:
             continue  # too few for its own quantile: the class uses the pooled one
         r = np.sort(np.asarray(r))
-        k = min(len(r) - 1, int(np.ceil((len(r) + 1) * level)) - 1)
+        k = min(len(r) - 1, int(np.ceil((len(r) + 1) * coverage)) - 1)
         conformal.setdefault(cls, {})[name] = float(r[max(k, 0)])
     shape_threshold = {cls: float(np.percentile(v, 99)) for cls, v in shapes.items()
                        if cls == ALL or len(v) >= MIN_PER_CLASS}
+    return {"conformal_half_width": conformal,
+            "interval_units": {name: task.interval_unit(name) for name in conformal.get(ALL, {})},
+            "shape_score_threshold": shape_threshold,
+            "matched_objects": n_matched, "true_objects": n_true}
+
+
+def calibration_record(task, model, val_set, coverage: float,
+                       score_threshold: float = 0.5) -> dict:
+    """The contents of calibration.json for ``model`` on the validation set ``val_set``: the
+    network's own detections, and (for a task that refines them) the refined ones under
+    ``"refined"``."""
+    images = [val_set[i][0].numpy() for i in range(len(val_set))]
+    labels = [val_set.labels_row(i) for i in range(len(val_set))]
+    dets = run_detector(model, images)
+    record = {"score_threshold": score_threshold, "coverage": coverage,
+              **calibrate_detections(task, images, dets, labels, coverage, score_threshold),
+              "per_class": f"classes with >= {MIN_PER_CLASS} matched validation objects get "
+                           f"their own quantiles, the others the pooled ones ({ALL!r})",
+              "match": f"mask IoU >= {MATCH_IOU}", "n_val": len(images)}
+    if task.refines:
+        record["refined"] = calibrate_detections(task, images, dets, labels, coverage,
+                                                 score_threshold, refine=True)
+    return record
+
+
+def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path,
+                                 val_set, score_threshold: float = 0.5) -> dict:
+    """Fit the per-object parameter intervals and the shape-score threshold on the validation
+    split, then write the weights (with metadata) and calibration.json."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    record = calibration_record(task, model, val_set, cfg.coverage, score_threshold)
     meta = {"task": task.name, "model": cfg.model, "model_kwargs": json.dumps(model_kwargs),
-            "input_shape": json.dumps(list(images[0].shape)),
+            "input_shape": json.dumps(list(val_set[0][0].shape)),
             "classes": json.dumps(list(task.classes)),
             "task_config": json.dumps(cfg.task_config), "view": json.dumps(cfg.view),
             "code_version": __version__,
@@ -134,25 +166,46 @@ def calibrate_and_save_detection(task, model, cfg, model_kwargs: dict, out: Path
     write_json_atomic(out / "normalization.json", {
         "input_mean": float(model_kwargs["image_mean"]),
         "input_std": float(model_kwargs["image_std"]), "classes": list(task.classes)})
-    write_json_atomic(out / "calibration.json", {
-        "score_threshold": score_threshold, "coverage": level,
-        "conformal_half_width": conformal,
-        "interval_units": {name: task.interval_unit(name)
-                           for name in conformal.get(ALL, {})},
-        "shape_score_threshold": shape_threshold,
-        "per_class": f"classes with >= {MIN_PER_CLASS} matched validation objects get their "
-                     f"own quantiles, the others the pooled ones ({ALL!r})",
-        "matched_objects": n_matched, "true_objects": n_true,
-        "match": f"mask IoU >= {MATCH_IOU}"})
-    return {"val_recall_at_iou50": n_matched / n_true if n_true else None,
+    write_json_atomic(out / "calibration.json", record)
+    n_true = record["true_objects"]
+    return {"val_recall_at_iou50": record["matched_objects"] / n_true if n_true else None,
             "val_objects": n_true}
+
+
+def recalibrate_detection(run_dir: Path, data: Path | None = None,
+                          limit: int | None = None) -> dict:
+    """Rewrite calibration.json of a trained detection run from the validation split of
+    ``data`` (default: the run's own data set, which must have the simulation settings the
+    run was trained on); the weights are not touched. Returns the new record."""
+    from retroscope.data.dataset import ShardDataset
+    from retroscope.data.shards import Manifest
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    data = Path(data or config["data"])
+    predictor = DetectionPredictor(run_dir, refine=False)
+    stored = config.get("data_config_hash") or config.get("data_hash")
+    found = Manifest.load(data).config_hash
+    if stored and found != stored:
+        raise ValueError(f"{data}: its simulation settings (config hash {found[:12]}) are not "
+                         f"the ones run {run_dir} was trained on ({stored[:12]})")
+    val_set = ShardDataset(data, predictor.task, "val", in_memory=True, limit=limit)
+    try:
+        record = calibration_record(predictor.task, predictor.model.cpu(), val_set,
+                                    float(predictor.calibration["coverage"]),
+                                    predictor.score_threshold)
+    finally:
+        val_set.close()
+    write_json_atomic(run_dir / "calibration.json", record)
+    return record
 
 
 class DetectionPredictor:
     """A trained detection run: ``DetectionPredictor(run).predict(images)`` gives, per image, a
     list of objects (class, score, box, mask, parameters with intervals, shape flag)."""
 
-    def __init__(self, run_dir: Path, device: str | None = None) -> None:
+    def __init__(self, run_dir: Path, device: str | None = None,
+                 refine: bool | None = None) -> None:
         from safetensors.torch import load_file
 
         from retroscope.infer.predictor import open_run
@@ -167,6 +220,15 @@ class DetectionPredictor:
         self.input_shape = tuple(json.loads(self.meta["input_shape"]))
         self.calibration = json.loads((self.run_dir / "calibration.json").read_text())
         self.score_threshold = float(self.calibration["score_threshold"])
+        calibrated = "refined" in self.calibration
+        if refine is None:  # refined where the task refines and the run is calibrated for it
+            refine = self.task.refines and calibrated
+        if refine and not self.task.refines:
+            raise ValueError(f"task {self.task.name!r} has no refinement of its detections")
+        if refine and not calibrated:
+            raise ValueError(f"{self.run_dir}: calibration.json has no intervals for refined "
+                             f"detections; run 'retroscope calibrate {self.run_dir}' first")
+        self.refine = bool(refine)
 
     def inputs(self, observables) -> list[np.ndarray]:
         xs = []
@@ -181,13 +243,21 @@ class DetectionPredictor:
     def predict_inputs(self, xs: list[np.ndarray], batch_size: int = 8) -> list[list[dict]]:
         return self.describe(xs, run_detector(self.model, xs, batch_size, self.device))
 
-    def describe(self, xs: list[np.ndarray], dets: list[dict]) -> list[list[dict]]:
-        """Objects above the score threshold with parameters, intervals and shape flag."""
-        halves = self.calibration["conformal_half_width"]
-        limits = self.calibration["shape_score_threshold"]
+    def describe(self, xs: list[np.ndarray], dets: list[dict],
+                 refine: bool | None = None) -> list[list[dict]]:
+        """Objects above the score threshold with parameters, intervals and shape flag;
+        ``refine`` overrides the predictor's choice for this call."""
+        refine = self.refine if refine is None else bool(refine)
+        if refine and "refined" not in self.calibration:
+            raise ValueError(f"{self.run_dir}: not calibrated for refined detections")
+        calibration = self.calibration["refined"] if refine else self.calibration
+        halves = calibration["conformal_half_width"]
+        limits = calibration["shape_score_threshold"]
         results = []
         for x, det in zip(xs, dets):
             det = _keep(det, self.score_threshold)
+            if refine:
+                det = self.task.refine(x, det, self.score_threshold)
             objects = self.task.describe_objects(x, det)
             for obj in objects:
                 half = {**halves.get(ALL, {}), **halves.get(obj["class"], {})}

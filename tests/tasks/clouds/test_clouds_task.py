@@ -92,6 +92,41 @@ def test_detection_run_directory_and_evaluation(trained):
     assert metrics["inference_ms_per_frame"] > 0
     assert (root / "run" / "plots" / "detections.png").exists()
     assert json.loads((root / "run" / "metrics.json").read_text())["n"] == metrics["n"]
+    # the joint fit is calibrated at training time and is the predictor's default mode
+    assert set(calibration["refined"]) >= {"conformal_half_width", "shape_score_threshold"}
+    assert metrics["refined"] is True and metrics["refine_ms_per_frame"] >= 0
+    assert set(metrics["coco_refined"]) == set(metrics["coco"])
+    assert metrics["task"]["joint_fit"] is None or "rmse" in metrics["task"]["joint_fit"]
+
+
+def test_recalibration_of_a_detection_run(trained, tmp_path):
+    import shutil
+
+    from retroscope.cli import app
+    from retroscope.infer.detection import DetectionPredictor
+
+    root, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    calibration = json.loads((run / "calibration.json").read_text())
+    del calibration["refined"]  # a run calibrated before the joint fit existed
+    (run / "calibration.json").write_text(json.dumps(calibration))
+    assert DetectionPredictor(run).refine is False  # falls back to the masks
+    with pytest.raises(ValueError, match="retroscope calibrate"):
+        DetectionPredictor(run, refine=True)
+    weights = (run / "model.safetensors").read_bytes()
+    result = CliRunner().invoke(app, ["calibrate", str(run), "--data", str(root / "data")])
+    assert result.exit_code == 0, result.output
+    assert "refined" in json.loads((run / "calibration.json").read_text())
+    assert DetectionPredictor(run).refine is True
+    assert (run / "model.safetensors").read_bytes() == weights  # weights untouched
+    # a data set with other simulation settings is refused, calibration.json kept
+    before = (run / "calibration.json").read_bytes()
+    generate(get_task("clouds").with_config(shape=SHAPE, fluorescence=False),
+             tmp_path / "other", 8, shard_size=8, seed=0, progress=False)
+    result = CliRunner().invoke(app, ["calibrate", str(run), "--data", str(tmp_path / "other")])
+    assert result.exit_code != 0 and "simulation settings" in result.output
+    assert (run / "calibration.json").read_bytes() == before
 
 
 def test_bf16_mixed_detection_run_saves_float32_weights_that_predict(trained, task, tmp_path):

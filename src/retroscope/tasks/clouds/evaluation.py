@@ -15,6 +15,8 @@ carry no Gaussian parameters, are counted apart):
   the mask (the paper's "true" parameters): centres divided by the 1/e^2 half-extent along
   that image axis, widths relative, theta in radians (only for clouds with wy/wx < 0.8, whose
   orientation is defined), I0 and Ib divided by I0;
+- the refined detections (:mod:`.refine`), when given: their parameters' errors against the
+  truth, as the method "joint_fit";
 - fit timing: the mask-seeded fit in the mask's box expanded x2 (:func:`.fitting.seeded_fit`)
   against the fit a lab script runs without a seed (whole frame, generic start), per cloud on
   frames that hold one cloud (where both can succeed) and how often the unseeded fit lands
@@ -60,14 +62,36 @@ def _rms(values: list[float]) -> float | None:
     return float(np.sqrt(np.mean(np.square(values)))) if values else None
 
 
-def gaussian_comparison(images, truths, objects, matches, max_fits: int = 200) -> dict:
+def joint_fit_errors(truths, objects, matches) -> dict:
+    """Per-parameter errors (against the truth) of the refined detections' parameters
+    (:mod:`.refine`: the joint fit seeded by the masks, or the mask moments where the fit was
+    not accepted) for the matched thermal clouds; also how many were refined."""
+    err = {p: [] for p in PARAMETERS}
+    refined, total = 0, 0
+    for truth, objs, pairs in zip(truths, objects, matches):
+        for p, q, _ in pairs:
+            t, o = truth[q], objs[p]
+            if t["class"] not in ("MOT", "ODT") or not np.isfinite(o["wx"]):
+                continue
+            total += 1
+            refined += bool(o.get("refined"))
+            est = Gaussian2D(o["x0"], o["y0"], o["wx"], o["wy"], o["theta"], o["amplitude"],
+                             o["background"])
+            for k, v in _errors(est, t["gaussian"]).items():
+                err[k].append(v)
+    return {"clouds": total, "refined": refined, "rmse": {p: _rms(v) for p, v in err.items()}}
+
+
+def gaussian_comparison(images, truths, objects, matches, max_fits: int = 200,
+                        refined=None) -> dict:
     """Per-parameter RMSE of the mask and the conventional method (against the truth and
     against the mask-seeded fit) and the seeded / unseeded fit timing.
 
     ``images``: 2D OD arrays; ``truths``: per image the task's ``true_objects`` (with a
     "gaussian" entry for thermal clouds); ``objects``: per image the described detections;
     ``matches``: per image (detection index, truth index, IoU) pairs. At most ``max_fits``
-    clouds get the 2D fits."""
+    clouds get the 2D fits. ``refined``: (objects, matches) of the refined detections, whose
+    errors are added as the method "joint_fit" (against the truth)."""
     err = {m: {ref: {p: [] for p in PARAMETERS} for ref in ("truth", "fit")}
            for m in ("mask", "conventional")}
     timing = {"seeded_s": [], "unseeded_s": [], "seeded_nfev": [], "unseeded_nfev": [],
@@ -136,15 +160,23 @@ def gaussian_comparison(images, truths, objects, matches, max_fits: int = 200) -
         "unseeded_wrong_cloud_fraction": wrong_cloud / multi if multi else None,
         "centre_error_unit": "minor 1/e^2 radius",
     }
+    joint = None
+    if refined is not None:
+        joint = joint_fit_errors(truths, *refined)
+        conv = rmse["conventional"]["truth"]
+        joint["over_conventional"] = {
+            p: (joint["rmse"][p] / conv[p] if joint["rmse"][p] is not None and conv[p]
+                else None) for p in PARAMETERS}
     return {"clouds": len(err["mask"]["truth"]["x0"]), "rmse": rmse,
             "matched_as_non_gaussian": not_gaussian,
-            "mask_over_conventional": ratio, "fits": fit_summary,
+            "mask_over_conventional": ratio, "fits": fit_summary, "joint_fit": joint,
             "normalisation": "centres / 1/e^2 half-extent along the axis; widths, I0 relative; "
                              "Ib / I0; theta in rad for wy/wx < 0.8"}
 
 
 def rmse_bar_plot(comparison: dict, path, reference: str = "truth"):
-    """Fig. 7h: RMSE of each Gaussian parameter, mask method next to the conventional one."""
+    """Fig. 7h: RMSE of each Gaussian parameter, mask method next to the conventional one
+    (and the joint fit, when the comparison has it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,10 +186,14 @@ def rmse_bar_plot(comparison: dict, path, reference: str = "truth"):
     names = [p for p in PARAMETERS if rmse["mask"][reference][p] is not None]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    for shift, method, colour in ((-0.2, "mask", "tab:blue"),
-                                  (0.2, "conventional", "tab:orange")):
-        ax.bar(x + shift, [rmse[method][reference][p] or 0.0 for p in names], 0.4,
-               label=method, color=colour)
+    bars = [("mask", rmse["mask"][reference], "tab:blue"),
+            ("conventional", rmse["conventional"][reference], "tab:orange")]
+    if reference == "truth" and comparison.get("joint_fit"):
+        bars.append(("joint fit", comparison["joint_fit"]["rmse"], "tab:green"))
+    width = 0.8 / len(bars)
+    for k, (method, values, colour) in enumerate(bars):
+        ax.bar(x + (k - (len(bars) - 1) / 2) * width, [values[p] or 0.0 for p in names],
+               width, label=method, color=colour)
     ax.set_xticks(x, names)
     ax.set_yscale("log")
     ax.set_ylabel(f"RMSE against the {reference}")

@@ -284,16 +284,28 @@ class CloudsTask(DetectionTask):
         x1, y1, x2, y2 = cloud.box(self.shape)
         return [max(x1, 0.0), max(y1, 0.0), min(x2, cols), min(y2, rows)]
 
-    def evaluate_objects(self, images, labels, objects, matches, plot_dir) -> dict:
+    def evaluate_objects(self, images, labels, objects, matches, plot_dir,
+                         refined=None) -> dict:
         """Sec. 5 / Fig. 7: Gaussian parameters from the masks against the conventional
-        ROI moments, and mask-seeded against unseeded 2D fits (:mod:`.evaluation`)."""
+        ROI moments, and mask-seeded against unseeded 2D fits (:mod:`.evaluation`);
+        ``refined`` = (objects, matches) of the refined detections adds the joint fit."""
         from retroscope.tasks.clouds.evaluation import gaussian_comparison, rmse_bar_plot
 
         truths = [self.true_objects(lab, img) for lab, img in zip(labels, images)]
-        result = gaussian_comparison(images, truths, objects, matches)
+        result = gaussian_comparison(images, truths, objects, matches, refined=refined)
         if result["clouds"]:
             result["plots"] = [str(rmse_bar_plot(result, plot_dir / "gaussian_rmse.png"))]
         return result
+
+    refines = True
+
+    def refine(self, image, detection, score_threshold):
+        """The joint fit of all detected thermal clouds seeded by their masks
+        (:func:`.refine.refine_detection`): boxes and masks redrawn at the fitted 1/e^2
+        ellipses, the fits kept under ``"fits"`` for :meth:`describe_objects`."""
+        from retroscope.tasks.clouds.refine import refine_detection
+
+        return refine_detection(image, detection, self.classes, score_threshold)
 
     def describe_objects(self, image, detection):
         from retroscope.tasks.clouds.moments import gaussian_from_mask
@@ -302,12 +314,17 @@ class CloudsTask(DetectionTask):
         od = od[0] if od.ndim == 3 else od
         soft = np.asarray(detection["masks"], np.float64)
         masks = soft >= 0.5
+        fits = detection.get("fits") or [None] * len(soft)
         objects = []
         for k in range(len(soft)):
             obj = {"class": CLOUD_KINDS[int(detection["labels"][k]) - 1],
                    "score": float(detection["scores"][k]),
-                   "box": [float(v) for v in detection["boxes"][k]], "mask": masks[k]}
+                   "box": [float(v) for v in detection["boxes"][k]], "mask": masks[k],
+                   "refined": fits[k] is not None}
             if not masks[k].any():
+                continue
+            if fits[k] is not None:
+                objects.append(self._describe_fit(od, obj, fits[k]))
                 continue
             g = gaussian_from_mask(od, soft[k], all_masks=soft)
             model = g.render(od.shape)
@@ -328,6 +345,21 @@ class CloudsTask(DetectionTask):
                         "atom_number": self._atoms(math.pi / 2 * g.wx * g.wy * g.amplitude)})
             objects.append(obj)
         return objects
+
+    def _describe_fit(self, od, obj, fit):
+        """Parameters of a cloud from the joint fit (:class:`.refine.CloudFit`): the label
+        ellipse (for a BEC the larger of the thermal and Thomas-Fermi radii per axis), the
+        peak OD (thermal + condensate), the fitted background and the profile's integral."""
+        x0, y0, wx, wy, theta = fit.label
+        inside = obj["mask"]
+        scale = max(abs(fit.peak), 1e-3)
+        model = fit.render(od.shape)
+        obj["shape_score"] = float(np.sqrt(np.mean((od[inside] - model[inside]) ** 2)) / scale)
+        obj.update({"x0": x0, "y0": y0, "wx": wx, "wy": wy, "theta": theta,
+                    "amplitude": fit.peak, "background": fit.gaussian.background,
+                    "integrated_od": fit.integrated_od,
+                    "atom_number": self._atoms(fit.integrated_od)})
+        return obj
 
     def interval_scales(self, obj):
         """Per parameter the length its interval is stated in units of: centres in the
