@@ -13,17 +13,19 @@ is fitted at once, the model of the shot being
                   + sum_BEC I_tf max(0, 1 - x'^2/rx^2 - y'^2/ry^2)^(3/2)
 
 (Eq. 1 per thermal cloud, a shared background Ib; a BEC is a thermal Gaussian plus a
-Thomas-Fermi condensate with the same centre and angle, :mod:`.profiles`), on the pixels of the
-union of the clouds' doubled boxes, with the pixels of "other" objects (rings, which have no
-Gaussian model) left out. Bounded least squares (scipy's trust-region-reflective method) with
-the analytic Jacobian, started from the mask moments (:func:`.moments.gaussian_from_mask`).
+Thomas-Fermi condensate with the same centre and angle, :mod:`.profiles`) + the rings and
+crescents of the "other" class (:func:`.profiles.ring_column`, nine parameters each, started
+from an algebraic circle fit of the mask, :func:`ring_seed`), on the pixels of the union of
+the clouds' enlarged boxes. Bounded least squares (scipy's trust-region-reflective method),
+with the analytic Jacobian for the thermal and condensed parts and central differences for the
+rings, started from the mask moments (:func:`.moments.gaussian_from_mask`).
 
 The fitted 1/e^2 ellipse redraws the cloud's box and mask exactly as the paper drew its labels
 from fits (Sec. 2); for a BEC the ellipse takes on each axis the larger of the thermal 1/e^2
-radius and the Thomas-Fermi radius (:meth:`.profiles.Cloud.label_ellipse`). A fitted cloud
-whose ellipse overlaps the network's own mask by less than ``accept_iou`` is not trusted (the
-fit wandered to another cloud or to a fringe): it keeps the network's box, mask and mask
-moments.
+radius and the Thomas-Fermi radius (:meth:`.profiles.Cloud.label_ellipse`); a ring's mask is
+where its fitted OD is at least e^-2 of its peak, as its label is drawn. A fitted cloud whose
+label overlaps the network's own mask by less than ``accept_iou`` is not trusted (the fit
+wandered to another cloud or to a fringe): it keeps the network's box, mask and mask moments.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_dilation
 from scipy.optimize import least_squares
 
 from retroscope.tasks.clouds.fitting import expand_box
@@ -43,12 +44,17 @@ from retroscope.tasks.clouds.geometry import (
     pixel_centres,
     rotated,
 )
-from retroscope.tasks.clouds.moments import box_slices, gaussian_from_mask
-from retroscope.tasks.clouds.profiles import thomas_fermi_column
+from retroscope.tasks.clouds.moments import (
+    background_histogram_peak,
+    box_slices,
+    gaussian_from_mask,
+)
+from retroscope.tasks.clouds.profiles import LABEL_LEVEL, ring_column, thomas_fermi_column
 
-__all__ = ["CloudFit", "joint_fit", "refine_detection"]
+__all__ = ["CloudFit", "RingSeed", "joint_fit", "refine_detection", "ring_seed"]
 
 MIN_WIDTH = 0.5  # px
+MAX_CRESCENT = 10.0  # azimuthal decay of a crescent; the simulated ones have 0.3-3
 MAX_NFEV = 200
 #: the Thomas-Fermi radii and peak of a BEC seed, as fractions of the mask's radii and OD
 BEC_SEED = {"tf_radius": 0.6, "tf_share": 0.6}
@@ -59,60 +65,168 @@ THERMAL_VISIBLE = 0.05
 
 @dataclass(frozen=True)
 class CloudFit:
-    """One cloud of a joint fit: ``gaussian`` (thermal part, canonical; background = the
-    shared Ib), for a BEC the Thomas-Fermi radii ``tf_rx, tf_ry`` (along that Gaussian's wx,
-    wy axes) and peak ``tf_amplitude``; the label ellipse ``label`` =
-    (x0, y0, wx, wy, theta), canonical."""
+    """One cloud of a joint fit: its class, its fitted parameters as the fit orders them
+    (thermal: x0, y0, wx, wy, theta, I0; BEC: those and rx, ry, I_tf, the Thomas-Fermi radii
+    along the same axes; ring: the nine of :func:`_ring`) and the shared background Ib."""
 
     kind: str
-    gaussian: Gaussian2D
-    label: tuple[float, float, float, float, float]
-    tf_rx: float | None = None
-    tf_ry: float | None = None
-    tf_amplitude: float | None = None
+    params: tuple[float, ...]
+    background: float
+
+    @property
+    def gaussian(self) -> Gaussian2D | None:
+        """The thermal part, canonical (wx >= wy), on the background; None for a ring."""
+        if self.kind == "other":
+            return None
+        x0, y0, wx, wy, theta, amplitude = self.params[:6]
+        return Gaussian2D(x0, y0, *(float(v) for v in canonical(wx, wy, theta)), amplitude,
+                          self.background)
+
+    def _tf(self) -> tuple[float, float, float] | None:
+        if self.kind != "BEC":
+            return None
+        rx, ry, amplitude = self.params[6:9]
+        wx, wy = self.params[2:4]
+        return (ry, rx, amplitude) if wy > wx else (rx, ry, amplitude)  # canonical axes
+
+    @property
+    def tf_rx(self) -> float | None:
+        """Thomas-Fermi radius along the canonical Gaussian's wx axis (BEC), px."""
+        return None if self._tf() is None else self._tf()[0]
+
+    @property
+    def tf_ry(self) -> float | None:
+        return None if self._tf() is None else self._tf()[1]
+
+    @property
+    def tf_amplitude(self) -> float | None:
+        return None if self._tf() is None else self._tf()[2]
+
+    @property
+    def label(self) -> tuple[float, float, float, float, float] | None:
+        """The label ellipse (x0, y0, wx, wy, theta), canonical; for a BEC the larger of the
+        thermal 1/e^2 and the Thomas-Fermi radius per axis (the thermal radii only where the
+        thermal part is visible, :data:`THERMAL_VISIBLE`); None for a ring."""
+        g = self.gaussian
+        if g is None:
+            return None
+        if self.kind != "BEC":
+            return (g.x0, g.y0, g.wx, g.wy, g.theta)
+        thermal = g.amplitude > THERMAL_VISIBLE * self.peak
+        lx = max(self.tf_rx, g.wx if thermal else 0.0)
+        ly = max(self.tf_ry, g.wy if thermal else 0.0)
+        return (g.x0, g.y0, *(float(v) for v in canonical(lx, ly, g.theta)))
 
     @property
     def peak(self) -> float:
-        """Peak OD above the background: thermal + condensate."""
-        return self.gaussian.amplitude + (self.tf_amplitude or 0.0)
+        """Peak OD above the background: thermal + condensate, or the ring's I0."""
+        return float(self.params[5]) + (self.tf_amplitude or 0.0)
 
     @property
     def integrated_od(self) -> float:
-        """Integral of the fitted profile, px^2: (pi/2) wx wy I0 + (2 pi/5) rx ry I_tf."""
+        """Integral of the fitted thermal profile, px^2: (pi/2) wx wy I0 (+ (2 pi/5) rx ry
+        I_tf for a BEC); NaN for a ring (no closed form; sum the OD over its mask)."""
+        if self.kind == "other":
+            return float("nan")
         g = self.gaussian
         total = np.pi / 2 * g.wx * g.wy * g.amplitude
         if self.kind == "BEC":
             total += 2 * np.pi / 5 * self.tf_rx * self.tf_ry * self.tf_amplitude
         return float(total)
 
-    def render(self, shape: tuple[int, int]) -> np.ndarray:
-        """The fitted profile of this cloud on the shared background."""
+    def _profile(self, shape) -> np.ndarray:
+        y, x = pixel_centres(shape)
+        if self.kind == "other":
+            return _ring(x, y, np.array(self.params, dtype=np.float64))
         g = self.gaussian
-        out = g.render(shape)
+        out = g.render(shape) - g.background
         if self.kind == "BEC":
-            y, x = pixel_centres(shape)
             out = out + thomas_fermi_column(x, y, g.x0, g.y0, self.tf_rx, self.tf_ry, g.theta,
                                             self.tf_amplitude)
         return out
 
+    def render(self, shape: tuple[int, int]) -> np.ndarray:
+        """The fitted profile of this cloud on the shared background."""
+        return self._profile(shape) + self.background
+
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """The label: inside the 1/e^2 ellipse, or for a ring where its fitted OD is at least
+        e^-2 of its peak (as :meth:`.profiles.Cloud.mask` draws the truth)."""
+        if self.kind == "other":
+            return self._profile(shape) >= LABEL_LEVEL * self.params[5]
         return ellipse_mask(shape, *self.label)
 
     def box(self, shape: tuple[int, int]) -> np.ndarray:
         rows, cols = shape
-        box = box_xyxy(*self.label)
-        return np.clip(box, 0.0, [cols, rows, cols, rows])
+        if self.kind == "other":
+            mask = self.mask(shape)
+            if not mask.any():
+                return np.array([0.0, 0.0, 0.0, 0.0])
+            i, j = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+            return np.array([j[0], i[0], j[-1] + 1, i[-1] + 1], dtype=np.float64)
+        return np.clip(box_xyxy(*self.label), 0.0, [cols, rows, cols, rows])
+
+
+@dataclass(frozen=True)
+class RingSeed:
+    """Start of a ring's fit: the parameters of :func:`.profiles.ring_column` and a
+    background."""
+
+    x0: float
+    y0: float
+    wx: float
+    wy: float
+    theta: float
+    amplitude: float
+    width: float
+    crescent: float
+    crescent_angle: float
+    background: float = 0.0
+
+    def box(self) -> np.ndarray:
+        return box_xyxy(self.x0, self.y0, self.wx + self.width, self.wy + self.width,
+                        self.theta)
+
+
+def ring_seed(image, mask, background: float) -> RingSeed:
+    """A ring's start from its mask: centre and radius from the OD-weighted algebraic circle
+    fit of the mask's pixels (Kasa 1976: x^2 + y^2 + D x + E y + F = 0 in least squares, which
+    also places an arc), the half-thickness from the mask's area over its length (area =
+    2 w x the arc's length), a crescent towards the OD-weighted mean direction where the mask
+    covers less than 90% of the azimuths."""
+    y, x = pixel_centres(image.shape)
+    y, x = np.broadcast_arrays(y, x)
+    inside = np.asarray(mask, dtype=bool)
+    xs, ys = x[inside], y[inside]
+    w = np.clip(image[inside] - background, 0.0, None) + 1e-6
+    a = np.stack([xs, ys, np.ones_like(xs)], 1) * np.sqrt(w)[:, None]
+    d, e, f = np.linalg.lstsq(a, -(xs**2 + ys**2) * np.sqrt(w), rcond=None)[0]
+    x0, y0 = -d / 2, -e / 2
+    radius = float(np.sqrt(max(x0**2 + y0**2 - f, 1.0)))
+    phi = np.arctan2(ys - y0, xs - x0)
+    covered = len(np.unique(np.floor((phi + np.pi) / (2 * np.pi) * 36))) / 36
+    width = max(inside.sum() / (4 * np.pi * radius * covered), MIN_WIDTH)
+    angle = float(np.arctan2((w * np.sin(phi)).sum(), (w * np.cos(phi)).sum()))
+    amplitude = float(np.percentile(image[inside] - background, 95))
+    return RingSeed(float(x0), float(y0), radius, radius, 0.0, max(amplitude, 1e-3),
+                    float(width), 0.0 if covered > 0.9 else 1.0, angle, background)
 
 
 def _n_params(kind: str) -> int:
-    return 9 if kind == "BEC" else 6
+    return 9 if kind in ("BEC", "other") else 6
+
+
+def _ring(x, y, q):
+    """Ring column (:func:`.profiles.ring_column`) for parameters
+    q = (x0, y0, wx, wy, theta, I0, half-thickness, crescent, crescent angle)."""
+    return ring_column(x, y, *q)
 
 
 def _model_and_jacobian(x, y, kinds):
     """Residual-model function of the joint fit and its Jacobian over pixels (x, y).
 
     Parameters: ``p[0]`` = Ib, then per cloud (x0, y0, wx, wy, theta, I0) and for a BEC also
-    (rx, ry, I_tf). Thermal part: g = exp(E), E = -2 (x'^2/wx^2 + y'^2/wy^2); condensate:
+    (rx, ry, I_tf); a ring ("other") has the nine parameters of :func:`_ring`. Thermal part: g = exp(E), E = -2 (x'^2/wx^2 + y'^2/wy^2); condensate:
     t = u^(3/2), u = max(0, 1 - x'^2/rx^2 - y'^2/ry^2), dt/dq = (3/2) u^(1/2) du/dq.
     """
     offsets = np.cumsum([1] + [_n_params(k) for k in kinds])[:-1]
@@ -123,6 +237,16 @@ def _model_and_jacobian(x, y, kinds):
         if jacobian:
             jac[:, 0] = 1.0
         for kind, o in zip(kinds, offsets):
+            if kind == "other":  # no closed form worth writing: central differences
+                q = p[o:o + 9]
+                model += _ring(x, y, q)
+                if jacobian:
+                    for k in range(9):
+                        h = 1e-5 * max(1.0, abs(q[k]))
+                        dq = np.zeros(9)
+                        dq[k] = h
+                        jac[:, o + k] = (_ring(x, y, q + dq) - _ring(x, y, q - dq)) / (2 * h)
+                continue
             x0, y0, wx, wy, theta, amp = p[o:o + 6]
             c, s = np.cos(theta), np.sin(theta)
             xr, yr = rotated(x, y, x0, y0, theta)
@@ -157,12 +281,12 @@ def _model_and_jacobian(x, y, kinds):
     return evaluate, offsets
 
 
-def joint_fit(image, seeds, kinds, exclude=None, max_nfev: int = MAX_NFEV):
+def joint_fit(image, seeds, kinds, max_nfev: int = MAX_NFEV):
     """Fit all clouds of ``image`` (rows, cols OD) at once.
 
-    ``seeds``: one :class:`Gaussian2D` per cloud (centre, 1/e^2 radii, angle, peak; the first
-    seed's background starts Ib); ``kinds``: "MOT", "ODT" or "BEC" per cloud; ``exclude``:
-    boolean mask of pixels left out (rings). Returns (list of :class:`CloudFit`, scipy's
+    ``seeds``: one :class:`Gaussian2D` per thermal cloud (centre, 1/e^2 radii, angle, peak;
+    the first seed's background starts Ib) or :class:`RingSeed` per ring; ``kinds``: "MOT",
+    "ODT", "BEC" or "other" per cloud. Returns (list of :class:`CloudFit`, scipy's
     result) or (None, None) when the fit region has too few pixels.
     """
     image = np.asarray(image, dtype=np.float64)
@@ -171,6 +295,18 @@ def joint_fit(image, seeds, kinds, exclude=None, max_nfev: int = MAX_NFEV):
     region = np.zeros(shape, dtype=bool)
     lower, upper, start = [-np.inf], [np.inf], [seeds[0].background]
     for seed, kind in zip(seeds, kinds):
+        if kind == "other":
+            roi = expand_box(seed.box(), 1.5, shape)
+            si, sj = box_slices(roi, shape)
+            region[si, sj] = True
+            size = max(roi[2] - roi[0], roi[3] - roi[1], 2.0)
+            lower += [roi[0], roi[1], 1.0, 1.0, -np.inf, 0.0, MIN_WIDTH, 0.0, -np.inf]
+            upper += [roi[2], roi[3], size, size, np.inf, np.inf, size / 2, MAX_CRESCENT,
+                      np.inf]
+            start += [seed.x0, seed.y0, seed.wx, seed.wy, seed.theta,
+                      max(seed.amplitude, 1e-3), seed.width, seed.crescent,
+                      seed.crescent_angle]
+            continue
         wx, wy, theta = (max(float(v), MIN_WIDTH) if k < 2 else float(v)
                          for k, v in enumerate(canonical(seed.wx, seed.wy, seed.theta)))
         roi = expand_box(box_xyxy(seed.x0, seed.y0, wx, wy, theta), 2.0, shape)
@@ -188,8 +324,6 @@ def joint_fit(image, seeds, kinds, exclude=None, max_nfev: int = MAX_NFEV):
             upper += [2 * size, 2 * size, np.inf]
         else:
             start += [seed.x0, seed.y0, wx, wy, theta, amp]
-    if exclude is not None:
-        region &= ~np.asarray(exclude, dtype=bool)
     n_free = len(start)
     if region.sum() < 2 * n_free:
         return None, None
@@ -203,20 +337,8 @@ def joint_fit(image, seeds, kinds, exclude=None, max_nfev: int = MAX_NFEV):
                            start, jac=lambda p: evaluate(p, True)[1],
                            bounds=(lower, upper), method="trf", max_nfev=max_nfev)
     p = result.x
-    fits = []
-    for kind, o in zip(kinds, offsets):
-        x0, y0, wx, wy, theta, amp = (float(v) for v in p[o:o + 6])
-        gw = Gaussian2D(x0, y0, *(float(v) for v in canonical(wx, wy, theta)), amp, float(p[0]))
-        if kind == "BEC":
-            rx, ry, amp_tf = (float(v) for v in p[o + 6:o + 9])
-            thermal = amp > THERMAL_VISIBLE * (amp + amp_tf)
-            lx, ly = max(rx, wx if thermal else 0.0), max(ry, wy if thermal else 0.0)
-            label = (x0, y0, *(float(v) for v in canonical(lx, ly, theta)))
-            if wy > wx:  # canonical() swapped the thermal axes: the condensate's go along
-                rx, ry = ry, rx
-            fits.append(CloudFit(kind, gw, label, rx, ry, amp_tf))
-        else:
-            fits.append(CloudFit(kind, gw, (x0, y0, gw.wx, gw.wy, gw.theta)))
+    fits = [CloudFit(kind, tuple(float(v) for v in p[o:o + _n_params(kind)]), float(p[0]))
+            for kind, o in zip(kinds, offsets)]
     return fits, result
 
 
@@ -228,15 +350,16 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def refine_detection(image, det: dict, classes, score_threshold: float = 0.5,
                      accept_iou: float = 0.6, duplicate_iou: float = 0.7,
                      mask_threshold: float = 0.5) -> dict:
-    """The network's detections of one shot with the boxes and masks of its thermal clouds
-    redrawn from a joint fit (module docstring).
+    """The network's detections of one shot with their boxes and masks redrawn from a joint
+    fit of all of them (module docstring).
 
     ``det``: torchvision's output as numpy (``boxes``, ``scores``, ``labels``, soft ``masks``
-    (n, H, W)); ``classes``: the class names of labels 1, 2, ... Fitted are the detections of
-    class MOT, ODT or BEC with a score >= ``score_threshold`` that are not duplicates (mask
-    IoU >= ``duplicate_iou``) of a higher-scoring one; a duplicate is redrawn with its
-    original's ellipse. Returns a copy of ``det`` with redrawn ``boxes`` and ``masks`` (0/1
-    float) and ``fits``: one :class:`CloudFit` or None per detection.
+    (n, H, W)); ``classes``: the class names of labels 1, 2, ... Fitted are the detections with
+    a score >= ``score_threshold`` that are not duplicates (mask IoU >= ``duplicate_iou``) of a
+    higher-scoring one, each with its class's model; a duplicate is redrawn with its
+    original's fit. A fit is kept where its label overlaps the network's mask by at least
+    ``accept_iou``. Returns a copy of ``det`` with redrawn ``boxes`` and ``masks`` (0/1) and
+    ``fits``: one :class:`CloudFit` or None per detection.
     """
     image = np.asarray(image, dtype=np.float64)
     image = image[0] if image.ndim == 3 else image
@@ -244,36 +367,32 @@ def refine_detection(image, det: dict, classes, score_threshold: float = 0.5,
     out = {k: np.array(v, copy=True) for k, v in det.items()}
     n = len(out["scores"])
     out["fits"] = [None] * n
-    if n == 0:
-        return out
     soft = np.asarray(out["masks"], dtype=np.float64)
     masks = soft >= mask_threshold
     kinds = [classes[int(label) - 1] for label in out["labels"]]
-    confident = [i for i in np.argsort(-out["scores"], kind="stable")
+    confident = [int(i) for i in np.argsort(-out["scores"], kind="stable")
                  if out["scores"][i] >= score_threshold and masks[i].any()]
     primary: dict[int, int] = {}
     fitted: list[int] = []
     for i in confident:
         twin = next((j for j in fitted if _iou(masks[i], masks[j]) >= duplicate_iou), None)
-        if twin is not None:
-            primary[i] = twin
-        elif kinds[i] in ("MOT", "ODT", "BEC"):
+        if twin is None:
             fitted.append(i)
+        else:
+            primary[i] = twin
     if not fitted:
         return out
-    rings = [i for i in confident if kinds[i] not in ("MOT", "ODT", "BEC") and i not in primary]
-    exclude = binary_dilation(masks[rings].any(axis=0), iterations=1) if rings else None
-    seeds = [gaussian_from_mask(image, soft[i], all_masks=soft[confident]) for i in fitted]
-    fits, _ = joint_fit(image, seeds, [kinds[i] for i in fitted], exclude)
+    background = background_histogram_peak(image, masks[confident].any(axis=0))
+    seeds = [ring_seed(image, masks[i], background) if kinds[i] == "other"
+             else gaussian_from_mask(image, soft[i], all_masks=soft[confident])
+             for i in fitted]
+    fits, _ = joint_fit(image, seeds, [kinds[i] for i in fitted])
     if fits is None:
         return out
-    accepted = {}
-    for i, fit in zip(fitted, fits):
-        drawn = fit.mask(shape)
-        if _iou(drawn, masks[i]) >= accept_iou:
-            accepted[i] = fit
+    accepted = {i: fit for i, fit in zip(fitted, fits)
+                if _iou(fit.mask(shape), masks[i]) >= accept_iou}
     for i, j in primary.items():
-        if j in accepted:
+        if j in accepted and (kinds[i] == "other") == (kinds[j] == "other"):
             accepted[i] = accepted[j]
     for i, fit in accepted.items():
         out["boxes"][i] = fit.box(shape)

@@ -323,9 +323,9 @@ class CloudsTask(DetectionTask):
                    "refined": fits[k] is not None}
             if not masks[k].any():
                 continue
-            if fits[k] is not None:
+            if fits[k] is not None and fits[k].kind != "other":
                 objects.append(self._describe_fit(od, obj, fits[k]))
-                continue
+                continue  # a refined ring is described from its redrawn mask below
             g = gaussian_from_mask(od, soft[k], all_masks=soft)
             model = g.render(od.shape)
             inside = masks[k]
