@@ -3,10 +3,12 @@
     python benchmarks/clouds.py --run RUN --data DATA [--tuning STUDY] [--out FILE]
 
 * accuracy of a trained run on its test split: COCO box and mask mAP (0.50:0.95, AP50, AP75,
-  per class), recall, interval coverage; Gaussian parameters from the masks against the
+  per class) of the network's detections and of the refined ones (joint fit), recall,
+  interval coverage; Gaussian parameters from the masks (and from the joint fit) against the
   conventional ROI moments (RMSE per parameter, Fig. 7h) and seeded against unseeded 2D fits;
 * inference: milliseconds per 256x256 OD frame on this CPU (binning to the network's size,
-  Mask R-CNN, mask moments and intervals), one frame at a time, median of 30;
+  Mask R-CNN, mask moments and intervals; and with the joint fit of all clouds seeded by the
+  masks), one frame at a time, median of 30;
 * real frames (../shared/data/clouds/probe-reconstruction, if present): OD from the triplets,
   the OD noise in atom-free regions with and without fringe removal, and what the run finds
   per frame (count, class, score, whether the shape is unlike the training clouds);
@@ -44,7 +46,8 @@ def accuracy(run: Path, data: Path) -> dict:
 
 def inference_speed(run: Path, data: Path, n: int = 30) -> dict:
     """A 256x256 frame (the test split's frames upsampled x2, as a finer camera would see the
-    same clouds) through binning, the network and the per-object description."""
+    same clouds) through binning, the network and the per-object description, with the masks'
+    own parameters and with the joint fit (refined), one frame at a time."""
     from retroscope.data.dataset import ShardDataset
     from retroscope.infer.detection import DetectionPredictor
     from retroscope.tasks.clouds.lab import _bin
@@ -55,16 +58,20 @@ def inference_speed(run: Path, data: Path, n: int = 30) -> dict:
     frames = [np.kron(dataset.observable(i), np.ones((2, 2), np.float32))
               for i in range(min(n, len(dataset)))]
     predictor.predict([_bin(frames[0], shape, "auto", "warm-up")[0]])
-    times = []
-    for frame in frames:
-        t0 = time.perf_counter()
-        binned, _ = _bin(frame, shape, "auto", "frame")
-        predictor.predict([binned])
-        times.append(time.perf_counter() - t0)
-    return {"frame": f"{frames[0].shape[0]}x{frames[0].shape[1]} binned to "
-                     f"{shape[0]}x{shape[1]}", "ms_per_frame_median": 1e3 * float(np.median(times)),
-            "ms_per_frame_p90": 1e3 * float(np.percentile(times, 90)), "frames": len(times),
-            "target_ms": 300}
+    out = {"frame": f"{frames[0].shape[0]}x{frames[0].shape[1]} binned to "
+                    f"{shape[0]}x{shape[1]}", "frames": len(frames), "target_ms": 300}
+    modes = [("masks", False)] + ([("refined", True)] if predictor.refine else [])
+    for name, refine in modes:
+        predictor.refine = refine
+        times = []
+        for frame in frames:
+            t0 = time.perf_counter()
+            binned, _ = _bin(frame, shape, "auto", "frame")
+            predictor.predict([binned])
+            times.append(time.perf_counter() - t0)
+        out[name] = {"ms_per_frame_median": 1e3 * float(np.median(times)),
+                     "ms_per_frame_p90": 1e3 * float(np.percentile(times, 90))}
+    return out
 
 
 def real_frames(run: Path | None) -> dict:

@@ -6,7 +6,7 @@ import pytest
 from retroscope.tasks.clouds import refine
 from retroscope.tasks.clouds.fitting import seeded_fit
 from retroscope.tasks.clouds.geometry import Gaussian2D, angle_difference
-from retroscope.tasks.clouds.profiles import Cloud, render_od
+from retroscope.tasks.clouds.profiles import Cloud, render_od, ring_column
 
 SHAPE = (96, 96)
 CLASSES = ("MOT", "ODT", "BEC", "other")
@@ -46,11 +46,14 @@ def detection(clouds, scores=None, shift=0):
 def test_jacobian_matches_finite_differences():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 40, 300), rng.uniform(0, 40, 300)
-    evaluate, _ = refine._model_and_jacobian(x, y, ["MOT", "BEC"])
-    p = np.array([0.1, 20, 18, 8, 5, 0.3, 1.0, 22, 21, 9, 6, -0.4, 0.5, 5, 4, 1.2])
+    evaluate, _ = refine._model_and_jacobian(x, y, ["MOT", "BEC", "other"])
+    p = np.array([0.1, 20, 18, 8, 5, 0.3, 1.0, 22, 21, 9, 6, -0.4, 0.5, 5, 4, 1.2,
+                  19, 22, 12, 10, 0.3, 0.8, 3.0, 1.5, 0.7])
     numeric = np.stack([(evaluate(p + 1e-6 * e, False)[0] - evaluate(p - 1e-6 * e, False)[0])
                         / 2e-6 for e in np.eye(p.size)], 1)
-    np.testing.assert_allclose(evaluate(p, True)[1], numeric, atol=1e-7)
+    np.testing.assert_allclose(evaluate(p, True)[1], numeric, atol=1e-6)
+    ring = refine._ring(x, y, p[16:])  # the profile of the simulator
+    np.testing.assert_allclose(ring, ring_column(x, y, *p[16:]), rtol=1e-12)
 
 
 def test_joint_fit_separates_overlapping_clouds_that_single_fits_merge():
