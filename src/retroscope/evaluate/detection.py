@@ -109,8 +109,20 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
     labels = [dataset.labels_row(i) for i in range(len(dataset))]
     truths = [task.true_objects(lab, img) for lab, img in zip(labels, images)]
     shape = images[0].shape[1:]
-    objects = predictor.describe(images, dets)
-    matches = _matches(objects, truths, shape)
+    extra = {}
+    if task.refines:
+        t0 = time.perf_counter()
+        refined = [task.refine(x, d, predictor.score_threshold) for x, d in zip(images, dets)]
+        extra["refine_ms_per_frame"] = 1e3 * (time.perf_counter() - t0) / len(dataset)
+        extra["coco_refined"] = detection_map(*_as_torch(refined, targets),
+                                              class_names=task.classes)
+    mask_objects = predictor.describe(images, dets, refine=False)
+    mask_matches = _matches(mask_objects, truths, shape)
+    if predictor.refine:
+        objects = predictor.describe(images, refined, already_refined=True)
+        matches = _matches(objects, truths, shape)
+    else:
+        objects, matches = mask_objects, mask_matches
     n_true = sum(len(t) for t in truths)
     n_found = sum(len(o) for o in objects)
     n_matched = sum(len(m) for m in matches)
@@ -122,18 +134,11 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
                     "precision": n_matched / n_found if n_found else None},
         "interval_coverage": interval_coverage(task, objects, truths, matches),
         "nominal_coverage": predictor.calibration["coverage"],
-        "inference_ms_per_frame": 1e3 * seconds / len(dataset),
+        "inference_ms_per_frame": 1e3 * seconds / len(dataset), **extra,
     }
-    mask_objects, mask_matches = objects, matches
-    if task.refines:
-        t0 = time.perf_counter()
-        refined = [task.refine(x, d, predictor.score_threshold) for x, d in zip(images, dets)]
-        metrics["refine_ms_per_frame"] = 1e3 * (time.perf_counter() - t0) / len(dataset)
-        metrics["coco_refined"] = detection_map(*_as_torch(refined, targets),
-                                                class_names=task.classes)
-        if predictor.refine:  # the paper's comparison is of the masks' own parameters
-            mask_objects = predictor.describe(images, dets, refine=False)
-            mask_matches = _matches(mask_objects, truths, shape)
+    if predictor.refine:  # the masks' own intervals, for comparison
+        metrics["interval_coverage_masks"] = interval_coverage(task, mask_objects, truths,
+                                                               mask_matches)
     metrics["task"] = task.evaluate_objects(
         images, labels, mask_objects, mask_matches, plot_dir,
         refined=(objects, matches) if predictor.refine else None)

@@ -14,6 +14,13 @@ the mask's parameters) gets a threshold at the 99th percentile of matched valida
 (per class likewise);
 objects above it are flagged as unlike anything seen in training, as the regression tasks' OOD
 flag does for whole inputs.
+
+A task may refine the network's detections with a physics fit seeded by them
+(``DetectionTask.refine``; for clouds the joint 2D fit of :mod:`retroscope.tasks.clouds.refine`).
+Refined detections state other numbers, so calibration.json holds a second set of intervals and
+thresholds under ``"refined"``, made the same way from the refined validation detections; a
+:class:`DetectionPredictor` refines by default where the run has them (``refine=False`` for the
+network's own masks), and ``retroscope calibrate RUN`` adds them to a run calibrated before.
 """
 
 from __future__ import annotations
@@ -76,7 +83,8 @@ def run_detector(model, images: list[np.ndarray], batch_size: int = 8,
 
 def _keep(det: dict, score_threshold: float) -> dict:
     keep = det["scores"] >= score_threshold
-    return {k: v[keep] for k, v in det.items()}
+    return {k: [x for x, kept in zip(v, keep) if kept] if isinstance(v, list) else v[keep]
+            for k, v in det.items()}
 
 
 def calibrate_detections(task, images, dets, labels, coverage: float,
@@ -202,7 +210,9 @@ def recalibrate_detection(run_dir: Path, data: Path | None = None,
 
 class DetectionPredictor:
     """A trained detection run: ``DetectionPredictor(run).predict(images)`` gives, per image, a
-    list of objects (class, score, box, mask, parameters with intervals, shape flag)."""
+    list of objects (class, score, box, mask, parameters with intervals, shape flag).
+    ``refine``: True to redraw the detections with the task's fit, False for the network's
+    own, None (default) for refined where the task refines and the run is calibrated for it."""
 
     def __init__(self, run_dir: Path, device: str | None = None,
                  refine: bool | None = None) -> None:
@@ -243,11 +253,13 @@ class DetectionPredictor:
     def predict_inputs(self, xs: list[np.ndarray], batch_size: int = 8) -> list[list[dict]]:
         return self.describe(xs, run_detector(self.model, xs, batch_size, self.device))
 
-    def describe(self, xs: list[np.ndarray], dets: list[dict],
-                 refine: bool | None = None) -> list[list[dict]]:
+    def describe(self, xs: list[np.ndarray], dets: list[dict], refine: bool | None = None,
+                 already_refined: bool = False) -> list[list[dict]]:
         """Objects above the score threshold with parameters, intervals and shape flag;
-        ``refine`` overrides the predictor's choice for this call."""
-        refine = self.refine if refine is None else bool(refine)
+        ``refine`` overrides the predictor's choice for this call; ``already_refined``: the
+        detections come from the task's ``refine`` (which gives the same fits for all
+        detections as for those above the threshold), so only their intervals are added."""
+        refine = True if already_refined else (self.refine if refine is None else bool(refine))
         if refine and "refined" not in self.calibration:
             raise ValueError(f"{self.run_dir}: not calibrated for refined detections")
         calibration = self.calibration["refined"] if refine else self.calibration
@@ -256,7 +268,7 @@ class DetectionPredictor:
         results = []
         for x, det in zip(xs, dets):
             det = _keep(det, self.score_threshold)
-            if refine:
+            if refine and not already_refined:
                 det = self.task.refine(x, det, self.score_threshold)
             objects = self.task.describe_objects(x, det)
             for obj in objects:

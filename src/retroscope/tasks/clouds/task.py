@@ -144,12 +144,14 @@ class CloudsTask(DetectionTask):
     # at most four clouds per shot: far fewer region proposals and RoI samples than COCO's
     # defaults suffice (32 sampled RoIs per image, at most 8 positive ones for the mask
     # head), and a 64-channel FPN: 0.6 s per training step of 4 frames of 128 x 128 on two
-    # CPU cores instead of 2.4 s with 256 channels and 512 RoIs (measured)
+    # CPU cores instead of 2.4 s with 256 channels and 512 RoIs (measured); anchors of aspect
+    # 1:4 to 4:1, since an ODT's box along the image axes reaches 1:10 (torchvision: 1:2-2:1)
     model = ModelSpec("maskrcnn_resnet18_fpn", {
         "norm": "group", "rpn_pre_nms_top_n_train": 1000, "rpn_post_nms_top_n_train": 500,
         "rpn_pre_nms_top_n_test": 500, "rpn_post_nms_top_n_test": 200,
         "box_batch_size_per_image": 32, "box_detections_per_img": 20,
-        "fpn_channels": 64, "representation_size": 256})
+        "fpn_channels": 64, "representation_size": 256,
+        "aspect_ratios": [0.25, 0.5, 1.0, 2.0, 4.0]})
     batch_size = 4  # the paper's
     learning_rate = 5e-3
 
