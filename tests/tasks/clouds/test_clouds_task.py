@@ -96,7 +96,8 @@ def test_detection_run_directory_and_evaluation(trained):
     assert set(calibration["refined"]) >= {"conformal_half_width", "shape_score_threshold"}
     assert metrics["refined"] is True and metrics["refine_ms_per_frame"] >= 0
     assert set(metrics["coco_refined"]) == set(metrics["coco"])
-    assert metrics["task"]["joint_fit"] is None or "rmse" in metrics["task"]["joint_fit"]
+    joint = metrics["task"]["joint_fit"]  # the refined clouds in the Fig. 7h comparison
+    assert set(joint["rmse"]) >= {"x0", "y0", "wx", "wy"} and joint["clouds"] >= joint["refined"]
 
 
 def test_recalibration_of_a_detection_run(trained, tmp_path):

@@ -64,6 +64,13 @@ def ring_column(x, y, x0, y0, wx, wy, theta, od_peak, ring_width, crescent=0.0,
     return od_peak * np.exp(-2.0 * d**2 / ring_width**2) * azimuth
 
 
+def integrated_od(wx, wy, od_peak, tf_rx=0.0, tf_ry=0.0, tf_od_peak=0.0) -> float:
+    """Integrated column OD (px^2) of a thermal Gaussian, (pi/2) wx wy od_peak, plus that of a
+    Thomas-Fermi condensate, (2 pi/5) tf_rx tf_ry tf_od_peak (module docstring)."""
+    return float(math.pi / 2.0 * wx * wy * od_peak
+                 + 2.0 * math.pi / 5.0 * tf_rx * tf_ry * tf_od_peak)
+
+
 def bimodal_peaks(od_peak_total: float, condensate_fraction: float, wx: float, wy: float,
                   tf_rx: float, tf_ry: float) -> tuple[float, float]:
     """Split a peak optical depth between the thermal and condensed parts of a bimodal cloud.

@@ -49,7 +49,12 @@ from retroscope.tasks.clouds.moments import (
     box_slices,
     gaussian_from_mask,
 )
-from retroscope.tasks.clouds.profiles import LABEL_LEVEL, ring_column, thomas_fermi_column
+from retroscope.tasks.clouds.profiles import (
+    LABEL_LEVEL,
+    integrated_od,
+    ring_column,
+    thomas_fermi_column,
+)
 
 __all__ = ["CloudFit", "RingSeed", "joint_fit", "refine_detection", "ring_seed"]
 
@@ -129,10 +134,8 @@ class CloudFit:
         if self.kind == "other":
             return float("nan")
         g = self.gaussian
-        total = np.pi / 2 * g.wx * g.wy * g.amplitude
-        if self.kind == "BEC":
-            total += 2 * np.pi / 5 * self.tf_rx * self.tf_ry * self.tf_amplitude
-        return float(total)
+        return integrated_od(g.wx, g.wy, g.amplitude, self.tf_rx or 0.0, self.tf_ry or 0.0,
+                             self.tf_amplitude or 0.0)
 
     def _profile(self, shape) -> np.ndarray:
         y, x = pixel_centres(shape)
@@ -217,8 +220,8 @@ def _n_params(kind: str) -> int:
 
 
 def _ring(x, y, q, jacobian: bool = False):
-    """Ring column (:func:`.profiles.ring_column`) for parameters
-    q = (x0, y0, wx, wy, theta, I0, w, c, phi_c), and with ``jacobian`` its derivatives.
+    """Ring column (:func:`.profiles.ring_column`, the simulator's) for parameters
+    q = (x0, y0, wx, wy, theta, I0, w, c, phi_c), and with ``jacobian`` (f, derivatives).
 
     f = I0 G Z with u = x'/wx, v = y'/wy, rho = |(u, v)|, d = (rho - 1) sqrt(wx wy),
     G = exp(-2 d^2 / w^2), phi = atan2(v, u), Z = exp(-c (1 - cos(phi - phi_c))); so
@@ -226,6 +229,8 @@ def _ring(x, y, q, jacobian: bool = False):
     dd = sqrt(wx wy) drho + (rho - 1) d sqrt(wx wy), drho = (u du + v dv)/rho and
     dphi = (u dv - v du)/rho^2.
     """
+    if not jacobian:
+        return ring_column(x, y, *q)
     x0, y0, wx, wy, theta, amp, width, crescent, angle = q
     c, s = np.cos(theta), np.sin(theta)
     xr, yr = rotated(x, y, x0, y0, theta)
@@ -236,8 +241,6 @@ def _ring(x, y, q, jacobian: bool = False):
     delta = np.arctan2(v, u) - angle
     shape = np.exp(-2.0 * d**2 / width**2 - crescent * (1.0 - np.cos(delta)))
     f = amp * shape
-    if not jacobian:
-        return f
     # (du, dv) for x0, y0, wx, wy, theta, and d sqrt(wx wy) for wx, wy
     du = {"x0": -c / wx, "y0": -s / wx, "wx": -u / wx, "wy": 0.0, "theta": yr / wx}
     dv = {"x0": s / wy, "y0": -c / wy, "wx": 0.0, "wy": -v / wy, "theta": -xr / wy}

@@ -39,7 +39,7 @@ from retroscope.tasks.clouds.geometry import (
     half_extents,
 )
 from retroscope.tasks.clouds.optical_depth import cross_section_m2, optical_depth
-from retroscope.tasks.clouds.profiles import CLOUD_KINDS, Cloud, render_od
+from retroscope.tasks.clouds.profiles import CLOUD_KINDS, Cloud, integrated_od, render_od
 
 MAX_CLOUDS = 5
 #: columns of the stored ``clouds`` table
@@ -271,9 +271,8 @@ class CloudsTask(DetectionTask):
                 continue
             x0, y0, wx, wy, theta = cloud.label_ellipse()
             wx, wy, theta = (float(v) for v in canonical(wx, wy, theta))
-            integral = math.pi / 2 * cloud.wx * cloud.wy * cloud.od_peak
-            if cloud.kind == "BEC":
-                integral += 2 * math.pi / 5 * cloud.tf_rx * cloud.tf_ry * cloud.tf_od_peak
+            integral = integrated_od(cloud.wx, cloud.wy, cloud.od_peak, cloud.tf_rx or 0.0,
+                                     cloud.tf_ry or 0.0, cloud.tf_od_peak or 0.0)
             amplitude = cloud.od_peak + (cloud.tf_od_peak or 0.0)
             out.append({"class": cloud.kind, "mask": mask, "box": self._clipped_box(cloud),
                         "x0": x0, "y0": y0, "wx": wx, "wy": wy, "theta": theta,
@@ -302,9 +301,9 @@ class CloudsTask(DetectionTask):
     refines = True
 
     def refine(self, image, detection, score_threshold):
-        """The joint fit of all detected thermal clouds seeded by their masks
-        (:func:`.refine.refine_detection`): boxes and masks redrawn at the fitted 1/e^2
-        ellipses, the fits kept under ``"fits"`` for :meth:`describe_objects`."""
+        """The joint fit of all detected clouds (thermal, bimodal, rings) seeded by their
+        masks (:func:`.refine.refine_detection`): boxes and masks redrawn from the fitted
+        labels, the fits kept under ``"fits"`` for :meth:`describe_objects`."""
         from retroscope.tasks.clouds.refine import refine_detection
 
         return refine_detection(image, detection, self.classes, score_threshold)
