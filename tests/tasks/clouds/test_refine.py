@@ -147,3 +147,44 @@ def test_duplicates_follow_their_original_and_wandering_fits_are_rejected():
     none = refine.refine_detection(image, {k: v[:0] for k, v in detection([MOT]).items()},
                                    CLASSES)
     assert none["fits"] == []
+
+
+def test_model_selection_drops_a_second_profile_on_one_cloud_and_keeps_real_pairs():
+    # one MOT found twice: as a MOT and, with a mask shrunk to 0.75 of its radii (IoU 0.56,
+    # not a duplicate by the masks), as a BEC
+    image = shot([MOT], seed=8)
+    inner = Cloud("BEC", MOT.x0 + 1.0, MOT.y0, 0.75 * MOT.wx, 0.75 * MOT.wy, MOT.theta, 0.6,
+                  1.0, 1.0, 0.1)
+    det = detection([MOT, inner], scores=[0.95, 0.9])
+    assert iou(det["masks"][0] > 0.5, det["masks"][1] > 0.5) < 0.7
+    rng = np.random.default_rng(9)
+    seeds = [perturbed(MOT, rng), perturbed(inner, rng, 0.6)]
+    assert len(refine.select_clouds(image, seeds, ["MOT", "BEC"])) == 1
+    both, _ = refine.joint_fit(image, seeds, ["MOT", "BEC"])
+    out = refine.refine_detection(image, det, CLASSES)
+    assert out["fits"][0] is out["fits"][1]  # both rows describe the one fitted cloud
+    g = out["fits"][0].gaussian
+    assert abs(g.x0 - MOT.x0) < 0.2 and abs(g.y0 - MOT.y0) < 0.2
+    assert g.wx == pytest.approx(MOT.wx, rel=0.03) and g.wy == pytest.approx(MOT.wy, rel=0.03)
+    # the two-profile fit shares the cloud's light between them: neither is the MOT
+    assert not (both[0].gaussian.amplitude == pytest.approx(MOT.od_peak, rel=0.05)
+                and both[0].gaussian.wx == pytest.approx(MOT.wx, rel=0.03))
+    # an ODT through the MOT is a second cloud, and stays one
+    pair = shot([MOT, ODT], seed=10)
+    fits = refine.select_clouds(pair, [perturbed(MOT, rng), perturbed(ODT, rng)],
+                                ["MOT", "ODT"])
+    assert [f.kind for f in fits] == ["MOT", "ODT"]
+    assert iou(fits[1].mask(SHAPE), ODT.mask(SHAPE)) > 0.9
+
+
+def test_assignment_follows_the_light_not_the_order_of_the_fits():
+    image = shot([MOT, ODT], seed=11)
+    rng = np.random.default_rng(12)
+    fits, _ = refine.joint_fit(image, [perturbed(MOT, rng), perturbed(ODT, rng)],
+                               ["MOT", "ODT"])
+    masks = np.stack([MOT.mask(SHAPE), ODT.mask(SHAPE)])
+    # the fits handed over swapped (a model selection may leave them so)
+    out = refine._assign(fits[::-1], ["MOT", "ODT"], masks, SHAPE, 0.6)
+    assert out[0] is fits[0] and out[1] is fits[1]
+    # a ring's profile never describes a Gaussian detection
+    assert refine._assign(fits, ["other", "other"], masks, SHAPE, 0.6) == {}
