@@ -11,7 +11,8 @@
   masks), one frame at a time, median of 30;
 * real frames (../shared/data/clouds/probe-reconstruction, if present): OD from the triplets,
   the OD noise in atom-free regions with and without fringe removal, and what the run finds
-  per frame (count, class, score, whether the shape is unlike the training clouds);
+  per frame (count of distinct objects, class, score, calibrated confidence, repeats, whether
+  the joint fit confirmed it, whether the shape is unlike the training clouds);
 * a tuning study's result (``--tuning``): trials, best value and parameters.
 """
 
@@ -111,13 +112,20 @@ def real_frames(run: Path | None) -> dict:
         per_frame = {}
         for row in objs:
             per_frame.setdefault(row["input"], []).append(row)
-        counts = [rows_[0]["n_objects"] for rows_ in per_frame.values()]
+        counts = [rows_[0]["n_objects"] for rows_ in per_frame.values()]  # repeats not counted
+        found = [r for r in objs if r["n_objects"] and r["duplicate_of"] < 0]
+        confident = [r for r in found if r["confidence"] >= 0.5]
         out["detections"] = {
             "frames": len(per_frame), "failures": failures,
             "objects_per_frame": counts,
             "frames_with_exactly_one": int(sum(c == 1 for c in counts)),
-            "objects": [{k: r.get(k) for k in ("input", "class", "score", "shape_score",
-                                                "unlike_training", "wx", "wy")}
+            "confident_objects_per_frame": [
+                sum(r["confidence"] >= 0.5 for r in rows_ if r["n_objects"]
+                    and r["duplicate_of"] < 0) for rows_ in per_frame.values()],
+            "confident_gaussian_class_objects": sum(r["class"] != "other" for r in confident),
+            "objects": [{k: r.get(k) for k in ("input", "class", "score", "confidence",
+                                                "duplicate_of", "refined", "shape_score",
+                                                "unlike_training", "x0", "y0", "wx", "wy")}
                         for r in objs if r["n_objects"]]}
     return out
 

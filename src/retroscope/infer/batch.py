@@ -70,8 +70,9 @@ def predict_detection_files(run: Path, files: list[Path], settings: Path | None 
                             out: Path | None = None, batch_size: int = 8,
                             refine: bool | None = None):
     """Objects in every experimental input of a detection run: one row per object (class,
-    score, box, parameters with intervals, shape flag, whether the task's fit refined it) or
-    one row with n_objects = 0 for an input where nothing was found. ``refine``: see
+    score, calibrated confidence, which earlier row it repeats, box, parameters with
+    intervals, shape flag, whether the task's fit refined it; n_objects counts the objects
+    that repeat none) or one row with n_objects = 0 for an input where nothing was found. ``refine``: see
     :class:`~retroscope.infer.detection.DetectionPredictor`. Returns (rows, failures)."""
     from retroscope.infer.detection import DetectionPredictor
 
@@ -93,9 +94,13 @@ def predict_detection_files(run: Path, files: list[Path], settings: Path | None 
     for (label, source, context), objs in zip(kept, objects):
         if not objs:
             rows.append({"input": label, "file": source, "n_objects": 0})
+        distinct = sum(obj.get("duplicate_of", -1) < 0 for obj in objs)
         for k, obj in enumerate(objs):
-            row = {"input": label, "file": source, "n_objects": len(objs), "object": k}
-            for key, value in task.to_frame(obj, context).items():
+            row = {"input": label, "file": source, "n_objects": distinct, "object": k}
+            framed = task.to_frame(obj, context)
+            first = [key for key in ("class", "score", "confidence", "duplicate_of")
+                     if key in framed]
+            for key, value in {**{key: framed[key] for key in first}, **framed}.items():
                 if key == "box":
                     row.update({f"box_{c}": float(v) for c, v in zip("x1 y1 x2 y2".split(),
                                                                        value)})

@@ -15,6 +15,12 @@ the mask's parameters) gets a threshold at the 99th percentile of matched valida
 objects above it are flagged as unlike anything seen in training, as the regression tasks' OOD
 flag does for whole inputs.
 
+A network's score is not a probability. Each object also gets a ``confidence``: the fraction
+of validation detections of its evidence group (score bin; refined by the task's fit or not;
+a repeat of a higher-scoring detection, ``duplicate_of``) that match a true object. On the
+simulated clouds, unrefined MOT/ODT detections scored >= 0.8 match a true cloud 27% of the
+time, refined ones 96% (600 test shots, measured).
+
 A task may refine the network's detections with a physics fit seeded by them
 (``DetectionTask.refine``; for clouds the joint 2D fit of :mod:`retroscope.tasks.clouds.refine`).
 Refined detections state other numbers, so calibration.json holds a second set of intervals and
@@ -38,6 +44,12 @@ WEIGHTS = "model.safetensors"
 MATCH_IOU = 0.5
 ALL = "all"
 MIN_PER_CLASS = 20
+#: score bins of the calibrated precision (lower edges; the first is the score threshold)
+SCORE_BINS = (0.8, 0.95)
+#: fewest validation objects that give a precision of their own
+MIN_FOR_PRECISION = 10
+#: a detection whose mask lies this much inside a higher-scoring one of its class repeats it
+CONTAINED = 0.8
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -87,13 +99,52 @@ def _keep(det: dict, score_threshold: float) -> dict:
             for k, v in det.items()}
 
 
+def mark_duplicates(objects: list[dict]) -> list[dict]:
+    """Set ``duplicate_of`` on each object: the index of a higher-scoring object that it
+    repeats (the same mask, as two detections refined by one fit have, or a mask lying at
+    least :data:`CONTAINED` inside a higher-scoring mask of the same class), else -1."""
+    primaries: list[int] = []
+    for k in sorted(range(len(objects)), key=lambda i: -objects[i]["score"]):
+        obj = objects[k]
+        area = np.count_nonzero(obj["mask"])
+        obj["duplicate_of"] = next(
+            (j for j in primaries
+             if np.array_equal(obj["mask"], objects[j]["mask"])
+             or (objects[j]["class"] == obj["class"] and area
+                 and np.count_nonzero(obj["mask"] & objects[j]["mask"]) >= CONTAINED * area)),
+            -1)
+        if obj["duplicate_of"] < 0:
+            primaries.append(k)
+    return objects
+
+
+def evidence(obj: dict, refined: bool) -> str:
+    """The group whose validation precision is an object's ``confidence``: a duplicate; or
+    refined or not (where the predictor refines) and the score bin."""
+    if obj.get("duplicate_of", -1) >= 0:
+        return "duplicate"
+    status = ("refined" if obj.get("refined") else "unrefined") if refined else "network"
+    edge = max([0.0] + [b for b in SCORE_BINS if obj["score"] >= b])
+    return f"{status}, score >= {edge:g}" if edge else f"{status}, score < {SCORE_BINS[0]:g}"
+
+
+def precision_table(groups: dict[str, list[bool]]) -> dict[str, dict]:
+    """Per evidence group: the fraction of validation objects matched to a true one, with
+    the count; None for groups with fewer than :data:`MIN_FOR_PRECISION` objects."""
+    return {g: {"precision": (float(np.mean(v)) if len(v) >= MIN_FOR_PRECISION else None),
+                "objects": len(v)} for g, v in sorted(groups.items())}
+
+
 def calibrate_detections(task, images, dets, labels, coverage: float,
                          score_threshold: float, refine: bool = False) -> dict:
     """Split-conformal half-widths per class and parameter, and the shape-score thresholds,
     from the validation ``images``, their raw detections ``dets`` and stored ``labels`` rows;
     with ``refine`` the detections are first refined by the task (:meth:`DetectionTask.refine`)
-    so that the intervals describe what a refined prediction states."""
+    so that the intervals describe what a refined prediction states. ``precision``: per
+    evidence group (:func:`evidence`) the fraction of detections that match a true object,
+    which the predictor states as each object's ``confidence``."""
     ratios: dict[tuple[str, str], list[float]] = {}
+    groups: dict[str, list[bool]] = {}
     shapes: dict[str, list[float]] = {}
     n_true, n_matched = 0, 0
     for image, det, row in zip(images, dets, labels):
@@ -102,10 +153,14 @@ def calibrate_detections(task, images, dets, labels, coverage: float,
             det = task.refine(image, det, score_threshold)
         truth = task.true_objects(row, image)
         n_true += len(truth)
-        objects = task.describe_objects(image, det)
+        objects = mark_duplicates(task.describe_objects(image, det))
         pred_masks = np.stack([o["mask"] for o in objects]) if objects else np.zeros((0, 1, 1))
         true_masks = np.stack([t["mask"] for t in truth]) if truth else np.zeros((0, 1, 1))
-        for p, t, _ in match(pred_masks, true_masks):
+        pairs = match(pred_masks, true_masks)
+        matched = {p for p, _, _ in pairs}
+        for p, obj in enumerate(objects):
+            groups.setdefault(evidence(obj, refine), []).append(p in matched)
+        for p, t, _ in pairs:
             n_matched += 1
             obj = objects[p]
             for cls in (obj["class"], ALL):
@@ -132,7 +187,7 @@ def calibrate_detections(task, images, dets, labels, coverage: float,
                        if cls == ALL or len(v) >= MIN_PER_CLASS}
     return {"conformal_half_width": conformal,
             "interval_units": {name: task.interval_unit(name) for name in conformal.get(ALL, {})},
-            "shape_score_threshold": shape_threshold,
+            "shape_score_threshold": shape_threshold, "precision": precision_table(groups),
             "matched_objects": n_matched, "true_objects": n_true}
 
 
@@ -270,8 +325,13 @@ class DetectionPredictor:
             det = _keep(det, self.score_threshold)
             if refine and not already_refined:
                 det = self.task.refine(x, det, self.score_threshold)
-            objects = self.task.describe_objects(x, det)
+            objects = mark_duplicates(self.task.describe_objects(x, det))
+            precision = calibration.get("precision", {})
             for obj in objects:
+                # precision of its evidence group on the validation split; NaN where the run
+                # was calibrated before it had one, or the group was too rare there
+                stated = precision.get(evidence(obj, refine), {}).get("precision")
+                obj["confidence"] = float("nan") if stated is None else stated
                 half = {**halves.get(ALL, {}), **halves.get(obj["class"], {})}
                 for name, scale in self.task.interval_scales(obj).items():
                     # no matched validation object, no calibrated interval: NaN, not a guess

@@ -93,7 +93,11 @@ def test_detection_run_directory_and_evaluation(trained):
     assert (root / "run" / "plots" / "detections.png").exists()
     assert json.loads((root / "run" / "metrics.json").read_text())["n"] == metrics["n"]
     # the joint fit is calibrated at training time and is the predictor's default mode
-    assert set(calibration["refined"]) >= {"conformal_half_width", "shape_score_threshold"}
+    assert set(calibration["refined"]) >= {"conformal_half_width", "shape_score_threshold",
+                                           "precision"}
+    groups = calibration["refined"]["precision"]
+    assert all(set(g) == {"precision", "objects"} for g in groups.values())
+    assert sum(g["objects"] for g in groups.values()) >= calibration["refined"]["matched_objects"]
     assert metrics["refined"] is True and metrics["refine_ms_per_frame"] >= 0
     assert set(metrics["coco_refined"]) == set(metrics["coco"])
     joint = metrics["task"]["joint_fit"]  # the refined clouds in the Fig. 7h comparison
@@ -169,6 +173,9 @@ def test_predict_on_triplets_bins_frames_and_reports_bad_shots(trained, tmp_path
     assert any("0009" in label or "0009" in reason for label, reason in failures)
     assert (tmp_path / "objects.csv").exists()
     for row in rows:
+        if row["n_objects"]:
+            assert row["duplicate_of"] != row["object"]  # -1 or the row it repeats
+            assert np.isnan(row["confidence"]) or 0.0 <= row["confidence"] <= 1.0
         if row["n_objects"]:  # NaN: no calibration data for this tiny run
             assert np.isnan(row["x0_low"]) or row["x0_low"] <= row["x0"] <= row["x0_high"]
             assert "atom_number" in row
