@@ -188,3 +188,22 @@ def test_assignment_follows_the_light_not_the_order_of_the_fits():
     assert out[0] is fits[0] and out[1] is fits[1]
     # a ring's profile never describes a Gaussian detection
     assert refine._assign(fits, ["other", "other"], masks, SHAPE, 0.6) == {}
+
+
+def test_local_refit_of_a_ring_with_an_empty_label():
+    # a crescent at the frame's edge whose bright arc lies outside it: no pixel reaches e^-2
+    # of its peak, so its label and box are empty; its pair is still testable
+    edge_ring = refine.CloudFit("other", (3.0, 60.0, 10.0, 10.0, 0.0, 0.3, 1.0, 9.0, np.pi),
+                                0.05)
+    assert not edge_ring.mask(SHAPE).any()
+    assert list(edge_ring.box(SHAPE)) == [0.0, 0.0, 0.0, 0.0]
+    mot = refine.CloudFit("MOT", (8.0, 60.0, 12.0, 10.0, 0.0, 0.5), 0.05)
+    image = shot([Cloud("MOT", 8.0, 60.0, 12.0, 10.0, 0.0, 0.5)])
+    problem = refine._problem(SHAPE, [Gaussian2D(8.0, 60.0, 12.0, 10.0, 0.0, 0.5, 0.05),
+                                      refine.RingSeed(4.0, 60.0, 10.0, 10.0, 0.0, 0.1, 2.0,
+                                                      0.0, 0.0)], ["MOT", "other"])
+    p = np.r_[0.05, mot.params, edge_ring.params]
+    local = problem.local(p, [mot, edge_ring], [0, 1], SHAPE)
+    assert local.region.sum() > 2 * local.start.size
+    fits, result = refine._solve(image, local, 10)
+    assert [f.kind for f in fits] == ["MOT", "other"] and np.all(np.isfinite(result.x))

@@ -354,8 +354,11 @@ class _Problem:
         """The clouds ``free`` alone (and the background), started at ``p``, on the pixels of
         their boxes doubled; the other clouds' fitted light is held fixed."""
         region = np.zeros(shape, dtype=bool)
-        for k in free:
-            si, sj = box_slices(expand_box(fits[k].box(shape), 2.0, shape), shape)
+        for k in free:  # the ellipse's box: a ring fitted to nothing has an empty mask
+            try:
+                si, sj = box_slices(expand_box(box_xyxy(*_ellipse(fits[k])), 2.0, shape), shape)
+            except ValueError:  # an ellipse outside the frame adds no pixels
+                continue
             region[si, sj] = True
         region &= self.region
         fixed = sum((fits[k]._profile(shape) for k in range(len(fits)) if k not in free),
@@ -504,6 +507,8 @@ def select_clouds(image, seeds, kinds, max_nfev: int = MAX_NFEV):
         tried.add(frozenset((ids[i], ids[j])))
         local = problem.local(p, fits, [i, j], shape)
         n = int(local.region.sum())
+        if n < 2 * local.start.size:
+            continue
         _, both = _solve(image, local, max_nfev)
         best = (bic(both, n), None, None)
         for drop in (1, 0):
