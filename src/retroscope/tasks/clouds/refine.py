@@ -79,6 +79,8 @@ RIVAL_AREA_RATIO = 4.0
 #: a detection left without a fit of its own is the cloud of a fit whose label it overlaps
 #: this much (COCO's match threshold)
 SAME_CLOUD_IOU = 0.5
+#: the fit takes every FAR_STRIDE-th pixel (both axes) of the wings far from the clouds
+FAR_STRIDE = 2
 
 
 @dataclass(frozen=True)
@@ -371,14 +373,21 @@ class _Problem:
 
 
 def _problem(image_shape, seeds, kinds) -> _Problem:
-    """Pixels, bounds and start of the joint fit of ``seeds`` (see :func:`joint_fit`)."""
+    """Pixels, bounds and start of the joint fit of ``seeds`` (see :func:`joint_fit`).
+
+    The pixels: every pixel within 1.5 1/e^2 radii of a thermal cloud (where it has more than
+    1% of its peak) or inside a ring's box, and every :data:`FAR_STRIDE`-th pixel along both
+    axes out to the doubled boxes, which hold only background and the last wings."""
     region = np.zeros(image_shape, dtype=bool)
+    near = np.zeros(image_shape, dtype=bool)
     lower, upper, start = [-np.inf], [np.inf], [seeds[0].background]
     for seed, kind in zip(seeds, kinds):
         if kind == "other":
             roi = expand_box(seed.box(), 1.5, image_shape)
             si, sj = box_slices(roi, image_shape)
             region[si, sj] = True
+            si, sj = box_slices(expand_box(seed.box(), 1.0, image_shape), image_shape)
+            near[si, sj] = True
             size = max(roi[2] - roi[0], roi[3] - roi[1], 2.0)
             lower += [roi[0], roi[1], 1.0, 1.0, -np.inf, 0.0, MIN_WIDTH, 0.0, -np.inf]
             upper += [roi[2], roi[3], size, size, np.inf, np.inf, size / 2, MAX_CRESCENT,
@@ -389,9 +398,12 @@ def _problem(image_shape, seeds, kinds) -> _Problem:
             continue
         wx, wy, theta = (max(float(v), MIN_WIDTH) if k < 2 else float(v)
                          for k, v in enumerate(canonical(seed.wx, seed.wy, seed.theta)))
-        roi = expand_box(box_xyxy(seed.x0, seed.y0, wx, wy, theta), 2.0, image_shape)
+        box = box_xyxy(seed.x0, seed.y0, wx, wy, theta)
+        roi = expand_box(box, 2.0, image_shape)
         si, sj = box_slices(roi, image_shape)
         region[si, sj] = True
+        si, sj = box_slices(expand_box(box, 1.5, image_shape), image_shape)
+        near[si, sj] = True
         size = max(roi[2] - roi[0], roi[3] - roi[1], 2.0)
         amp = max(float(seed.amplitude), 1e-3)
         lower += [roi[0], roi[1], MIN_WIDTH, MIN_WIDTH, -np.inf, 0.0]
@@ -404,6 +416,9 @@ def _problem(image_shape, seeds, kinds) -> _Problem:
             upper += [2 * size, 2 * size, np.inf]
         else:
             start += [seed.x0, seed.y0, wx, wy, theta, amp]
+    grid = np.zeros(image_shape, dtype=bool)
+    grid[::FAR_STRIDE, ::FAR_STRIDE] = True
+    region &= near | grid
     lower, upper = np.asarray(lower), np.asarray(upper)
     start = np.clip(np.asarray(start, dtype=np.float64), lower + 1e-9, upper - 1e-9)
     return _Problem(list(kinds), region, lower, upper, start)
