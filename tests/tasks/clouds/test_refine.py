@@ -207,3 +207,26 @@ def test_local_refit_of_a_ring_with_an_empty_label():
     assert local.region.sum() > 2 * local.start.size
     fits, result = refine._solve(image, local, 10)
     assert [f.kind for f in fits] == ["MOT", "other"] and np.all(np.isfinite(result.x))
+
+
+def test_significance_weighs_a_cloud_against_the_frame_structure_at_its_scale():
+    rng = np.random.default_rng(13)
+    y, x = np.mgrid[:SHAPE[0], :SHAPE[1]] + 0.5
+    fringes = 0.05 * np.sin(2 * np.pi * (x + 0.3 * y) / 24.0)  # a probe's fringes, 24 px
+    blob = Cloud("MOT", 40.0, 40.0, 8.0, 8.0, 0.0, 0.06)  # a fringe-sized bump
+    real = Cloud("MOT", 40.0, 40.0, 8.0, 8.0, 0.0, 0.6)
+    for cloud, low, high in ((blob, 0.0, 5.0), (real, 5.0, np.inf)):
+        image = 0.02 + fringes + render_od([cloud], SHAPE) + rng.normal(0, 0.01, SHAPE)
+        fit = refine.CloudFit("MOT", (cloud.x0, cloud.y0, cloud.wx, cloud.wy, 0.0,
+                                      cloud.od_peak), 0.02)
+        (z,) = refine.significance(image, [fit])
+        assert low <= z < high, (cloud.od_peak, z)
+    # white noise alone: std of the matched-filter amplitude is sigma_px / (sqrt(pi) sigma)
+    image = 0.02 + render_od([real], SHAPE) + rng.normal(0, 0.01, SHAPE)
+    (z,) = refine.significance(image, [refine.CloudFit("MOT", (40.0, 40.0, 8.0, 8.0, 0.0, 0.6),
+                                                       0.02)])
+    assert z == pytest.approx(0.6 / (0.01 / (np.sqrt(np.pi) * 4.0)), rel=0.3)
+    # refine_detection keeps only fits above min_significance (z of this one: about 380)
+    assert refine.refine_detection(image, detection([real]), CLASSES)["fits"][0] is not None
+    assert refine.refine_detection(image, detection([real]), CLASSES,
+                                   min_significance=1e4)["fits"] == [None]
