@@ -75,6 +75,30 @@ def inference_speed(run: Path, data: Path, n: int = 30) -> dict:
     return out
 
 
+def ring_photometry(shots, ods, template_frames: int = 3) -> dict:
+    """How much ring each frame holds: the mean fringe-removed OD inside the ring of the last
+    ``template_frames`` frames (their mean, smoothed by 3 px, above 30% of its peak) minus
+    the mean over the same area shifted (cyclically) to the 56 places of a 50-px grid at
+    least 150 px away, and the spread of those (the noise of such a mean, fringes included)."""
+    from scipy import ndimage
+
+    template = ndimage.gaussian_filter(np.mean(ods[-template_frames:], axis=0), 3)
+    ring = template > 0.3 * template.max()
+    rows, cols = np.nonzero(ring)
+    shifts = [(dy, dx) for dy in range(-200, 201, 50) for dx in range(-200, 201, 50)
+              if max(abs(dy), abs(dx)) >= 150]
+    out = []
+    for shot, od in zip(shots, ods):
+        away = [od[np.roll(ring, s, axis=(0, 1))].mean() for s in shifts]
+        excess = float(od[ring].mean() - np.mean(away))
+        out.append({"shot": shot.id, "ring_minus_away": excess,
+                    "spread_away": float(np.std(away)),
+                    "significance": excess / float(np.std(away))})
+    return {"ring_pixels": int(ring.sum()),
+            "ring_extent_px": [int(cols.min()), int(rows.min()), int(cols.max()),
+                               int(rows.max())], "per_shot": out}
+
+
 def real_frames(run: Path | None) -> dict:
     from retroscope.tasks.clouds.fringes import atom_free_mask, od_with_fringe_removal
     from retroscope.tasks.clouds.optical_depth import optical_depth
@@ -84,12 +108,13 @@ def real_frames(run: Path | None) -> dict:
         return {"available": False, "reason": f"{REAL} absent"}
     shots, problems = find_triplets(REAL)
     frames = [load_shot(s) for s in shots]
-    rows = []
+    rows, cleaned_ods = [], []
     for k, f in enumerate(frames):
         own, _ = optical_depth(**f)
         free = atom_free_mask(own)
         others = np.stack([g["probe"] for j, g in enumerate(frames) if j != k])
         cleaned, _ = od_with_fringe_removal(f["atoms"], others, f["dark"], free)
+        cleaned_ods.append(cleaned)
         rows.append({"shot": shots[k].id, "od_p999": float(np.percentile(own, 99.9)),
                      "atom_free_fraction": float(free.mean()),
                      "od_std_free": float(own[free].std()),
@@ -99,7 +124,7 @@ def real_frames(run: Path | None) -> dict:
            "fringe_removal": "leave-one-out least squares (Ockeloen 2010), 11 probe frames",
            "od_noise_reduction_mean": float(np.mean(factors)),
            "od_noise_reduction_range": [float(min(factors)), float(max(factors))],
-           "per_shot": rows}
+           "per_shot": rows, "ring_photometry": ring_photometry(shots, cleaned_ods)}
     if run is not None:
         from retroscope.infer.batch import predict_detection_files
 

@@ -122,14 +122,18 @@ def _predict_shots(task, out, files, truth, settings_file, console):
                                              out=out / "predictions.csv")
     by_input = {str(t.get("input")): t.get("objects", "") for t in truth}
     table = Table(title="objects found in the written shots (truth from the simulation)")
-    for k in ("input", "class", "score", "x0", "y0", "integrated OD", "unlike", "truth"):
+    for k in ("input", "class", "score", "confidence", "repeats", "x0", "y0", "integrated OD",
+              "unlike", "truth"):
         table.add_column(k)
     for row in rows:
         name = Path(str(row["input"])).name
         if not row.get("n_objects"):
-            table.add_row(name, "-", "", "", "", "", "", by_input.get(name, ""))
+            table.add_row(name, "-", "", "", "", "", "", "", "", by_input.get(name, ""))
             continue
-        table.add_row(name, str(row["class"]), f"{row['score']:.2f}", f"{row['x0']:.1f}",
+        repeats = row.get("duplicate_of", -1)
+        table.add_row(name, str(row["class"]), f"{row['score']:.2f}",
+                      f"{row.get('confidence', float('nan')):.2f}",
+                      f"row {repeats}" if repeats >= 0 else "", f"{row['x0']:.1f}",
                       f"{row['y0']:.1f}", f"{row.get('integrated_od', float('nan')):.3g}",
                       str(row.get("unlike_training", "")),
                       by_input.get(name, "") if row.get("object", 0) == 0 else "")
