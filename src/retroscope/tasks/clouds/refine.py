@@ -622,7 +622,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def refine_detection(image, det: dict, classes, score_threshold: float = 0.5,
                      accept_iou: float = 0.6, duplicate_iou: float = 0.7,
-                     mask_threshold: float = 0.5, select: bool = True,
+                     mask_threshold: float = 0.5,
                      min_significance: float = MIN_SIGNIFICANCE) -> dict:
     """The network's detections of one shot with their boxes and masks redrawn from a joint
     fit of all of them (module docstring).
@@ -630,8 +630,8 @@ def refine_detection(image, det: dict, classes, score_threshold: float = 0.5,
     ``det``: torchvision's output as numpy (``boxes``, ``scores``, ``labels``, soft ``masks``
     (n, H, W)); ``classes``: the class names of labels 1, 2, ... Fitted are the detections with
     a score >= ``score_threshold`` that are not duplicates (mask IoU >= ``duplicate_iou``) of a
-    higher-scoring one, each with its class's model; with ``select``, pairs of profiles that
-    may describe one cloud go through :func:`select_clouds`. Each fit then describes the
+    higher-scoring one, each with its class's model, jointly (:func:`select_clouds`: pairs of
+    profiles that may describe one cloud are reduced to one where the BIC says so). Each fit then describes the
     detection :func:`_assign` gives it (label IoU with the network's mask >= ``accept_iou``)
     if its peak stands ``min_significance`` times above the frame's structure at its scale
     (:func:`significance`), and duplicates take the fit of their cloud. Returns a copy of ``det`` with redrawn
@@ -658,10 +658,7 @@ def refine_detection(image, det: dict, classes, score_threshold: float = 0.5,
     seeds = [ring_seed(image, masks[i], background) if kinds[i] == "other"
              else gaussian_from_mask(image, soft[i], all_masks=soft[confident])
              for i in fitted]
-    if select:
-        fits = select_clouds(image, seeds, [kinds[i] for i in fitted])
-    else:
-        fits, _ = joint_fit(image, seeds, [kinds[i] for i in fitted])
+    fits = select_clouds(image, seeds, [kinds[i] for i in fitted])
     if fits is None:
         return out
     fits = [fit for fit, z in zip(fits, significance(image, fits)) if z >= min_significance]
