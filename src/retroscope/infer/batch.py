@@ -70,10 +70,10 @@ def predict_detection_files(run: Path, files: list[Path], settings: Path | None 
                             out: Path | None = None, batch_size: int = 8,
                             refine: bool | None = None):
     """Objects in every experimental input of a detection run: one row per object (class,
-    score, calibrated confidence, which earlier row it repeats, box, parameters with
-    intervals, shape flag, whether the task's fit refined it; n_objects counts the objects
-    that repeat none) or one row with n_objects = 0 for an input where nothing was found. ``refine``: see
-    :class:`~retroscope.infer.detection.DetectionPredictor`. Returns (rows, failures)."""
+    score, calibrated confidence, which row it repeats, box, parameters with intervals,
+    shape flag, whether the task's fit refined it; n_objects counts the objects that repeat
+    none) or one row with n_objects = 0 for an input where nothing was found. ``refine``:
+    see :class:`~retroscope.infer.detection.DetectionPredictor`. Returns (rows, failures)."""
     from retroscope.infer.detection import DetectionPredictor
 
     predictor = DetectionPredictor(run, refine=refine)

@@ -16,8 +16,9 @@ is fitted at once, the model of the shot being
 Thomas-Fermi condensate with the same centre and angle, :mod:`.profiles`) + the rings and
 crescents of the "other" class (:func:`.profiles.ring_column`, nine parameters each, started
 from an algebraic circle fit of the mask, :func:`ring_seed`), on the pixels of the union of
-the clouds' enlarged boxes (the far wings sampled sparsely, :func:`_problem`). Bounded least squares (scipy's trust-region-reflective method),
-with the analytic Jacobian, started from the mask moments (:func:`.moments.gaussian_from_mask`).
+the clouds' enlarged boxes (the far wings sampled sparsely, :func:`_problem`). Bounded least
+squares (scipy's trust-region-reflective method), with the analytic Jacobian, started from
+the mask moments (:func:`.moments.gaussian_from_mask`).
 
 The fitted 1/e^2 ellipse redraws the cloud's box and mask exactly as the paper drew its labels
 from fits (Sec. 2); for a BEC the ellipse takes on each axis the larger of the thermal 1/e^2
@@ -284,7 +285,8 @@ def _model_and_jacobian(x, y, kinds):
     """Residual-model function of the joint fit and its Jacobian over pixels (x, y).
 
     Parameters: ``p[0]`` = Ib, then per cloud (x0, y0, wx, wy, theta, I0) and for a BEC also
-    (rx, ry, I_tf); a ring ("other") has the nine parameters of :func:`_ring`. Thermal part: g = exp(E), E = -2 (x'^2/wx^2 + y'^2/wy^2); condensate:
+    (rx, ry, I_tf); a ring ("other") has the nine parameters of :func:`_ring`. Thermal part:
+    g = exp(E), E = -2 (x'^2/wx^2 + y'^2/wy^2); condensate:
     t = u^(3/2), u = max(0, 1 - x'^2/rx^2 - y'^2/ry^2), dt/dq = (3/2) u^(1/2) du/dq.
     """
     offsets = np.cumsum([1] + [_n_params(k) for k in kinds])[:-1]
@@ -631,11 +633,12 @@ def refine_detection(image, det: dict, classes, score_threshold: float = 0.5,
     (n, H, W)); ``classes``: the class names of labels 1, 2, ... Fitted are the detections with
     a score >= ``score_threshold`` that are not duplicates (mask IoU >= ``duplicate_iou``) of a
     higher-scoring one, each with its class's model, jointly (:func:`select_clouds`: pairs of
-    profiles that may describe one cloud are reduced to one where the BIC says so). Each fit then describes the
-    detection :func:`_assign` gives it (label IoU with the network's mask >= ``accept_iou``)
-    if its peak stands ``min_significance`` times above the frame's structure at its scale
-    (:func:`significance`), and duplicates take the fit of their cloud. Returns a copy of ``det`` with redrawn
-    ``boxes`` and ``masks`` (0/1) and ``fits``: one :class:`CloudFit` or None per detection.
+    profiles that may describe one cloud are reduced to one where the BIC says so). A fit
+    whose peak stands ``min_significance`` times above the frame's structure at its scale
+    (:func:`significance`) then describes the detection :func:`_assign` gives it (label IoU
+    with the network's mask >= ``accept_iou``), and duplicates take the fit of their cloud.
+    Returns a copy of ``det`` with redrawn ``boxes`` and ``masks`` (0/1) and ``fits``: one
+    :class:`CloudFit` or None per detection.
     """
     image = np.asarray(image, dtype=np.float64)
     image = image[0] if image.ndim == 3 else image
