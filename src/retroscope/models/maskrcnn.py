@@ -27,6 +27,10 @@ https://pytorch.org/vision/stable/models/mask_rcnn.html) with what torchvision f
   FPN features reach the mask head's un-normalised conv stack with a large scale and the mask
   loss starts near 10 instead of ln 2 (measured); the box head stays torchvision's two-layer
   MLP, since v2's four 3x3 convolutions per region cost too much on a CPU;
+- masks pasted into the image at sub-pixel precision (``mask_paste="exact"``, the default,
+  :mod:`retroscope.models.mask_paste`): the exact inverse of the ``roi_align`` geometry that
+  sets the mask targets in training, instead of torchvision's legacy paste, which truncates
+  boxes to whole pixels and shifts every mask by a fraction of a pixel (``"torchvision"``);
 - anchors for small images: one size per FPN level, ``(16, 32, 64, 128, 256)`` px by default
   instead of torchvision's ``(32, ..., 512)``, for 256 px frames with clouds of 5-80 px radius.
 
@@ -60,10 +64,12 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops import FrozenBatchNorm2d
 
+from retroscope.models.mask_paste import ExactPasteTransform
 from retroscope.models.registry import register_model
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
 NORMS: tuple[str, ...] = ("group", "frozen", "batch")
+MASK_PASTES: tuple[str, ...] = ("exact", "torchvision")
 CLASS_NAMES: tuple[str, ...] = ("MOT", "ODT", "BEC")
 DEFAULT_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((16,), (32,), (64,), (128,), (256,))
 
@@ -134,6 +140,7 @@ def build_maskrcnn(
     head_norm: bool = True,
     fpn_channels: int = 256,
     representation_size: int = 1024,
+    mask_paste: str = "exact",
     **kwargs,
 ) -> MaskRCNN:
     """Build a randomly initialised Mask R-CNN with a ResNet-FPN backbone (see module doc).
@@ -152,6 +159,7 @@ def build_maskrcnn(
     at every level; ``head_norm``: normalisation layers in the FPN and the mask head too;
     ``fpn_channels``: width of the FPN and of the mask head (torchvision: 256);
     ``representation_size``: width of the box head's two fully connected layers (1024);
+    ``mask_paste``: ``"exact"`` (sub-pixel, see module doc) or ``"torchvision"``;
     ``kwargs``: scalar torchvision settings (``rpn_*``, ``box_*``,
     ``bbox_reg_weights``, see :data:`PASSTHROUGH`).
 
@@ -181,6 +189,8 @@ def build_maskrcnn(
     if not ratios or any(r <= 0 for r in ratios):
         raise ValueError(f"aspect_ratios must be positive, got {aspect_ratios!r}")
 
+    if mask_paste not in MASK_PASTES:
+        raise ValueError(f"mask_paste must be one of {MASK_PASTES}, got {mask_paste!r}")
     layer = norm_layer(norm)
     fpn = _resnet_fpn(getattr(resnet, backbone)(weights=None, norm_layer=layer),
                       trainable_layers, int(fpn_channels), layer if head_norm else None)
@@ -205,6 +215,12 @@ def build_maskrcnn(
         mask_predictor=MaskRCNNPredictor(channels, channels, classes),
         **kwargs,
     )
+    if mask_paste == "exact":
+        old_transform = model.transform
+        model.transform = ExactPasteTransform(
+            old_transform.min_size, old_transform.max_size, old_transform.image_mean,
+            old_transform.image_std, size_divisible=old_transform.size_divisible,
+            fixed_size=old_transform.fixed_size)
     model.config = {
         "backbone": backbone,
         "num_classes": int(num_classes),
@@ -219,6 +235,7 @@ def build_maskrcnn(
         "head_norm": bool(head_norm),
         "fpn_channels": channels,
         "representation_size": int(representation_size),
+        "mask_paste": mask_paste,
         **kwargs,
     }
     return model
