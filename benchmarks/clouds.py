@@ -128,24 +128,19 @@ def inference_speed(run: Path, data: Path, n: int = 30) -> dict:
 
 
 def ring_photometry(shots, ods, template_frames: int = 3) -> dict:
-    """How much ring each frame holds: the mean fringe-removed OD inside the ring of the last
-    ``template_frames`` frames (their mean, smoothed by 3 px, above 30% of its peak) minus
-    the mean over the same area shifted (cyclically) to the 56 places of a 50-px grid at
-    least 150 px away, and the spread of those (the noise of such a mean, fringes included)."""
-    from scipy import ndimage
+    """How much ring each frame holds (:mod:`retroscope.tasks.clouds.photometry`): the mean
+    fringe-removed OD inside the ring of the last ``template_frames`` frames minus that of the
+    same area shifted to the 56 places of a 50-px grid at least 150 px away, and the spread of
+    those (the noise of such a mean, fringes included)."""
+    from retroscope.tasks.clouds.photometry import template_photometry, template_region
 
-    template = ndimage.gaussian_filter(np.mean(ods[-template_frames:], axis=0), 3)
-    ring = template > 0.3 * template.max()
+    ring = template_region(ods[-template_frames:])
     rows, cols = np.nonzero(ring)
-    shifts = [(dy, dx) for dy in range(-200, 201, 50) for dx in range(-200, 201, 50)
-              if max(abs(dy), abs(dx)) >= 150]
     out = []
     for shot, od in zip(shots, ods):
-        away = [od[np.roll(ring, s, axis=(0, 1))].mean() for s in shifts]
-        excess = float(od[ring].mean() - np.mean(away))
-        out.append({"shot": shot.id, "ring_minus_away": excess,
-                    "spread_away": float(np.std(away)),
-                    "significance": excess / float(np.std(away))})
+        p = template_photometry(od, ring)
+        out.append({"shot": shot.id, "ring_minus_away": p["excess"],
+                    "spread_away": p["spread"], "significance": p["significance"]})
     return {"ring_pixels": int(ring.sum()),
             "ring_extent_px": [int(cols.min()), int(rows.min()), int(cols.max()),
                                int(rows.max())], "per_shot": out}

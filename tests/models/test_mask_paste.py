@@ -6,22 +6,23 @@ import torch
 from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from retroscope.models.mask_paste import ExactPasteTransform, paste_masks
+from retroscope.models.mask_paste import ExactPasteTransform, centred_targets, paste_masks
 from retroscope.models.maskrcnn import build_maskrcnn
 
 M = 28  # torchvision's mask head resolution
 
 
-def _ellipse(shape, x0, y0, a, b, theta=0.3):
+def _ellipse(shape, x0, y0, a, b, theta=0.3, margin=1.0):
     """Pixels whose centre (j + 0.5, i + 0.5) lies inside the ellipse; its xyxy box, with a
-    margin of 1 px (a tight box would cut the half pixel by which the training target's
-    window is shifted, see the module doc, and the round trip could not be exact)."""
+    ``margin`` in px (with torchvision's targets a tight box cuts the half pixel by which the
+    target's window is shifted, see the module doc, and no round trip could be exact)."""
     rows, cols = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
     c, s = np.cos(theta), np.sin(theta)
     u = (cols - x0) * c + (rows - y0) * s
     v = -(cols - x0) * s + (rows - y0) * c
     hx, hy = np.hypot(a * c, b * s), np.hypot(a * s, b * c)
-    return (u / a) ** 2 + (v / b) ** 2 <= 1, [x0 - hx - 1, y0 - hy - 1, x0 + hx + 1, y0 + hy + 1]
+    m = margin
+    return (u / a) ** 2 + (v / b) ** 2 <= 1, [x0 - hx - m, y0 - hy - m, x0 + hx + m, y0 + hy + m]
 
 
 def _moments(mask):
@@ -66,6 +67,42 @@ def test_paste_into_an_image_of_another_size():
         assert pasted.sum() == pytest.approx(big.sum() / 4, rel=0.02)
 
 
+def test_centred_targets_keep_the_object_centred_in_a_tight_box():
+    """With a tight box (the label's), torchvision's targets cut the top and left edge of the
+    object and the mask comes back shifted down and right; the centred targets new runs train
+    on cut only the tips of the pixels that stick out of the box, on all sides alike."""
+    rng = np.random.default_rng(2)
+    centred_err, legacy_err, centred_lost, legacy_lost = [], [], [], []
+    for _ in range(40):
+        truth, box = _ellipse((64, 64), *rng.uniform(25, 39, 2), rng.uniform(6, 14),
+                              rng.uniform(3, 6), margin=0.0)
+        box_t = torch.tensor([box]).float()
+        centred = project_masks_on_boxes(centred_targets(torch.as_tensor(truth)[None]), box_t,
+                                         torch.zeros(1, dtype=torch.long), M)[:, None]
+        new = (paste_masks(centred, box_t, (64, 64), (64, 64), offset_px=0.0)[0, 0]
+               >= 0.5).numpy()
+        old = (paste_masks(_target(truth, box), box_t, (64, 64), (64, 64))[0, 0] >= 0.5).numpy()
+        centred_err.append(_moments(new) - _moments(truth))
+        legacy_err.append(_moments(old) - _moments(truth))
+        centred_lost.append(truth.sum() - new.sum())
+        legacy_lost.append(truth.sum() - old.sum())
+    centred_bias, legacy_bias = np.mean(centred_err, 0), np.mean(legacy_err, 0)
+    assert np.abs(centred_bias[:2]).max() < 0.03  # px (measured: 0.007)
+    assert legacy_bias[0] > 0.1 and legacy_bias[1] > 0.05  # px (0.15, 0.09)
+    assert np.mean(centred_lost) < 0.5 * np.mean(legacy_lost)  # pixels (0.9 vs 3.1)
+
+
+def test_centred_targets_are_the_corner_means():
+    masks = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    masks[0, 1:3, 1:3] = 1
+    out = centred_targets(masks)[0]
+    assert out.dtype == torch.float32 and out.shape == (4, 4)
+    assert out[1, 1] == 0.25 and out[2, 2] == 1.0 and out[3, 3] == 0.25 and out[2, 1] == 0.5
+    assert out[0].sum() == 0 and out[:, 0].sum() == 0
+    with pytest.raises(ValueError, match="masks"):
+        centred_targets(masks[0])
+
+
 def test_empty_and_malformed_inputs():
     assert paste_masks(torch.zeros(0, 1, M, M), torch.zeros(0, 4), (32, 32),
                        (32, 32)).shape == (0, 1, 32, 32)
@@ -86,3 +123,9 @@ def test_the_model_uses_the_exact_paste_by_default():
     assert type(legacy.transform) is GeneralizedRCNNTransform
     with pytest.raises(ValueError, match="mask_paste"):
         build_maskrcnn(image_size=64, mask_paste="nearest")
+    assert model.transform.offset_px == 0.5  # torchvision's targets, as runs before session 9
+    centred = build_maskrcnn(image_size=64, fpn_channels=16, representation_size=32,
+                             mask_targets="centred")
+    assert centred.transform.offset_px == 0.0 and centred.config["mask_targets"] == "centred"
+    with pytest.raises(ValueError, match="mask_targets"):
+        build_maskrcnn(image_size=64, mask_targets="aligned")

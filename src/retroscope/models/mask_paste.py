@@ -24,6 +24,12 @@ the same weights.
 by one bin does) at the location each image pixel centre has in that training frame;
 :class:`ExactPasteTransform` is torchvision's ``GeneralizedRCNNTransform`` with it in
 ``postprocess``.
+
+Runs trained since session 9 avoid the half-pixel loss altogether (``mask_targets="centred"``
+in the model's config): :func:`centred_targets` resamples each ground-truth mask at the pixel
+corners (the mean of the 2 x 2 pixels around each corner), so that ``roi_align``'s pixel k at
+coordinate k is the image's location k and its window is the box itself; the paste then takes
+no half-pixel offset. Older runs (``"roi_align"``) are pasted with it.
 """
 
 from __future__ import annotations
@@ -33,19 +39,35 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 
-__all__ = ["ExactPasteTransform", "paste_masks"]
+__all__ = ["MASK_TARGETS", "ExactPasteTransform", "centred_targets", "paste_masks"]
+
+# how the mask targets were made in training -> where roi_align's coordinate x lies in the image
+MASK_TARGETS: dict[str, float] = {"roi_align": 0.5, "centred": 0.0}  # offset, px
+
+
+def centred_targets(masks: Tensor) -> Tensor:
+    """(N, H, W) float masks whose pixel (i, j) is the mean of ``masks`` over the 2 x 2
+    pixels around the corner (j, i) (zero beyond the image): ``masks`` sampled at the
+    locations that ``roi_align`` (pixel k at coordinate k) reads as whole pixels."""
+    if masks.ndim != 3:
+        raise ValueError(f"masks: expected (N, H, W), got {tuple(masks.shape)}")
+    padded = F.pad(masks.to(torch.float32)[:, None], (1, 0, 1, 0))
+    return F.avg_pool2d(padded, 2, stride=1)[:, 0]
 
 
 def paste_masks(masks: Tensor, boxes: Tensor, network_size: tuple[int, int],
-                image_size: tuple[int, int]) -> Tensor:
+                image_size: tuple[int, int], offset_px: float = 0.5) -> Tensor:
     """(N, 1, H, W) image masks from (N, 1, M, M) box-relative ``masks``.
 
     ``boxes``: (N, 4) xyxy in the network's frame (the transform's resized image of
-    ``network_size`` = (height, width)); ``image_size``: (H, W) of the original image.
+    ``network_size`` = (height, width)); ``image_size``: (H, W) of the original image;
+    ``offset_px``: where roi_align's coordinate 0 lies in the network's frame
+    (:data:`MASK_TARGETS`: 0.5 for torchvision's targets, 0 for :func:`centred_targets`).
     Original pixel (r, c) has its centre at ((c + 0.5) sx, (r + 0.5) sy) in the network's
-    frame (s = network / original size), i.e. at roi_align coordinate x = (c + 0.5) sx - 0.5,
-    which lies at the normalised grid position 2 (x - x1) / max(bw, 1) - 1 of the mask
-    (``grid_sample`` with ``align_corners=False``; ``roi_align`` clamps box sides to >= 1).
+    frame (s = network / original size), i.e. at roi_align coordinate
+    x = (c + 0.5) sx - offset_px, which lies at the normalised grid position
+    2 (x - x1) / max(bw, 1) - 1 of the mask (``grid_sample`` with ``align_corners=False``;
+    ``roi_align`` clamps box sides to >= 1).
     """
     height, width = int(image_size[0]), int(image_size[1])
     n = masks.shape[0]
@@ -57,8 +79,8 @@ def paste_masks(masks: Tensor, boxes: Tensor, network_size: tuple[int, int],
     sy = network_size[0] / height
     sx = network_size[1] / width
     x1, y1, x2, y2 = boxes.to(masks.dtype).unbind(1)
-    cols = (torch.arange(width, dtype=masks.dtype, device=masks.device) + 0.5) * sx - 0.5
-    rows = (torch.arange(height, dtype=masks.dtype, device=masks.device) + 0.5) * sy - 0.5
+    cols = (torch.arange(width, dtype=masks.dtype, device=masks.device) + 0.5) * sx - offset_px
+    rows = (torch.arange(height, dtype=masks.dtype, device=masks.device) + 0.5) * sy - offset_px
     gx = 2 * (cols[None, :] - x1[:, None]) / (x2 - x1).clamp(min=1.0)[:, None] - 1
     gy = 2 * (rows[None, :] - y1[:, None]) / (y2 - y1).clamp(min=1.0)[:, None] - 1
     grid = torch.stack([gx[:, None, :].expand(n, height, width),
@@ -69,7 +91,15 @@ def paste_masks(masks: Tensor, boxes: Tensor, network_size: tuple[int, int],
 
 class ExactPasteTransform(GeneralizedRCNNTransform):
     """``GeneralizedRCNNTransform`` whose ``postprocess`` pastes masks with
-    :func:`paste_masks` (boxes are rescaled to the original image as torchvision does)."""
+    :func:`paste_masks` (boxes are rescaled to the original image as torchvision does);
+    ``mask_targets``: how the network's mask targets were made (:data:`MASK_TARGETS`)."""
+
+    def __init__(self, *args, mask_targets: str = "roi_align", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if mask_targets not in MASK_TARGETS:
+            raise ValueError(f"mask_targets must be one of {tuple(MASK_TARGETS)}, got "
+                             f"{mask_targets!r}")
+        self.offset_px = MASK_TARGETS[mask_targets]
 
     def postprocess(self, result: list[dict[str, Tensor]],
                     image_shapes: list[tuple[int, int]],
@@ -79,7 +109,7 @@ class ExactPasteTransform(GeneralizedRCNNTransform):
         for pred, network_size, image_size in zip(result, image_shapes, original_image_sizes):
             if "masks" in pred:
                 pred["masks"] = paste_masks(pred["masks"], pred["boxes"], network_size,
-                                            image_size)
+                                            image_size, self.offset_px)
             pred["boxes"] = resize_boxes(pred["boxes"], network_size, image_size)
             if "keypoints" in pred:
                 raise NotImplementedError("keypoints are not used by retroscope's Mask R-CNN")

@@ -64,7 +64,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops import FrozenBatchNorm2d
 
-from retroscope.models.mask_paste import ExactPasteTransform
+from retroscope.models.mask_paste import MASK_TARGETS, ExactPasteTransform
 from retroscope.models.registry import register_model
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
@@ -141,6 +141,7 @@ def build_maskrcnn(
     fpn_channels: int = 256,
     representation_size: int = 1024,
     mask_paste: str = "exact",
+    mask_targets: str = "roi_align",
     **kwargs,
 ) -> MaskRCNN:
     """Build a randomly initialised Mask R-CNN with a ResNet-FPN backbone (see module doc).
@@ -160,6 +161,7 @@ def build_maskrcnn(
     ``fpn_channels``: width of the FPN and of the mask head (torchvision: 256);
     ``representation_size``: width of the box head's two fully connected layers (1024);
     ``mask_paste``: ``"exact"`` (sub-pixel, see module doc) or ``"torchvision"``;
+    ``mask_targets``: ``"roi_align"`` or ``"centred"`` (how training makes the mask targets);
     ``kwargs``: scalar torchvision settings (``rpn_*``, ``box_*``,
     ``bbox_reg_weights``, see :data:`PASSTHROUGH`).
 
@@ -191,6 +193,9 @@ def build_maskrcnn(
 
     if mask_paste not in MASK_PASTES:
         raise ValueError(f"mask_paste must be one of {MASK_PASTES}, got {mask_paste!r}")
+    if mask_targets not in MASK_TARGETS:
+        raise ValueError(f"mask_targets must be one of {tuple(MASK_TARGETS)}, got "
+                         f"{mask_targets!r}")
     layer = norm_layer(norm)
     fpn = _resnet_fpn(getattr(resnet, backbone)(weights=None, norm_layer=layer),
                       trainable_layers, int(fpn_channels), layer if head_norm else None)
@@ -220,7 +225,7 @@ def build_maskrcnn(
         model.transform = ExactPasteTransform(
             old_transform.min_size, old_transform.max_size, old_transform.image_mean,
             old_transform.image_std, size_divisible=old_transform.size_divisible,
-            fixed_size=old_transform.fixed_size)
+            fixed_size=old_transform.fixed_size, mask_targets=mask_targets)
     model.config = {
         "backbone": backbone,
         "num_classes": int(num_classes),
@@ -236,6 +241,7 @@ def build_maskrcnn(
         "fpn_channels": channels,
         "representation_size": int(representation_size),
         "mask_paste": mask_paste,
+        "mask_targets": mask_targets,
         **kwargs,
     }
     return model
