@@ -19,7 +19,7 @@ A network's score is not a probability. Each object also gets a ``confidence``: 
 of validation detections of its evidence group (score bin; refined by the task's fit or not;
 a repeat of a higher-scoring detection, ``duplicate_of``) that match a true object. On the
 simulated clouds (600 validation shots, measured), refined detections scored >= 0.95 match a
-true cloud 99.9% of the time, unrefined ones scored 0.8-0.95 only 23%.
+true cloud 99.9% of the time, unrefined ones scored 0.8-0.95 only 19%.
 
 A task may refine the network's detections with a physics fit seeded by them
 (``DetectionTask.refine``; for clouds the joint 2D fit of :mod:`retroscope.tasks.clouds.refine`).
