@@ -103,6 +103,23 @@ def test_centred_targets_are_the_corner_means():
         centred_targets(masks[0])
 
 
+def test_a_centred_model_trains_on_soft_centred_targets():
+    """The centring happens after torchvision's resize, whose byte cast would round the
+    corner means (0.25, 0.5, 0.75) away; a roi_align model keeps the binary masks."""
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 20:30, 20:40] = 1
+    target = {"boxes": torch.tensor([[20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([1]),
+              "masks": masks}
+    for kind, expected in (("centred", centred_targets(masks)), ("roi_align", masks)):
+        model = build_maskrcnn(image_size=64, fpn_channels=16, representation_size=32,
+                               mask_targets=kind).train()
+        _, targets = model.transform([torch.rand(1, 64, 64)], [dict(target)])
+        assert torch.equal(targets[0]["masks"].float(), expected.float())
+        losses = model([torch.rand(1, 64, 64)], [dict(target)])
+        assert all(torch.isfinite(v) for v in losses.values())
+    assert 0 < targets[0]["masks"].float().mean() < 1
+
+
 def test_empty_and_malformed_inputs():
     assert paste_masks(torch.zeros(0, 1, M, M), torch.zeros(0, 4), (32, 32),
                        (32, 32)).shape == (0, 1, 32, 32)

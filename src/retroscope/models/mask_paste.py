@@ -25,11 +25,13 @@ by one bin does) at the location each image pixel centre has in that training fr
 :class:`ExactPasteTransform` is torchvision's ``GeneralizedRCNNTransform`` with it in
 ``postprocess``.
 
-Runs trained since session 9 avoid the half-pixel loss altogether (``mask_targets="centred"``
-in the model's config): :func:`centred_targets` resamples each ground-truth mask at the pixel
-corners (the mean of the 2 x 2 pixels around each corner), so that ``roi_align``'s pixel k at
-coordinate k is the image's location k and its window is the box itself; the paste then takes
-no half-pixel offset. Older runs (``"roi_align"``) are pasted with it.
+A model built with ``mask_targets="centred"`` avoids the half-pixel loss altogether: in
+training, its transform resamples each ground-truth mask at the pixel corners
+(:func:`centred_targets`, the mean of the 2 x 2 pixels around each corner) after torchvision's
+resize (which casts masks to bytes and would round those means away), so that ``roi_align``'s
+pixel k at coordinate k is the image's location k and its window is the box itself; the paste
+then takes no half-pixel offset. ``"roi_align"`` (torchvision's targets) is the default, the
+way every measured run so far was trained, and is pasted with the offset.
 """
 
 from __future__ import annotations
@@ -92,14 +94,23 @@ def paste_masks(masks: Tensor, boxes: Tensor, network_size: tuple[int, int],
 class ExactPasteTransform(GeneralizedRCNNTransform):
     """``GeneralizedRCNNTransform`` whose ``postprocess`` pastes masks with
     :func:`paste_masks` (boxes are rescaled to the original image as torchvision does);
-    ``mask_targets``: how the network's mask targets were made (:data:`MASK_TARGETS`)."""
+    ``mask_targets``: how the network's mask targets are made (:data:`MASK_TARGETS`); with
+    ``"centred"``, ``resize`` turns the training targets' masks into :func:`centred_targets`."""
 
     def __init__(self, *args, mask_targets: str = "roi_align", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if mask_targets not in MASK_TARGETS:
             raise ValueError(f"mask_targets must be one of {tuple(MASK_TARGETS)}, got "
                              f"{mask_targets!r}")
+        self.mask_targets = mask_targets
         self.offset_px = MASK_TARGETS[mask_targets]
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
+        image, target = super().resize(image, target)
+        if (self.training and self.mask_targets == "centred" and target is not None
+                and "masks" in target):
+            target["masks"] = centred_targets(target["masks"])
+        return image, target
 
     def postprocess(self, result: list[dict[str, Tensor]],
                     image_shapes: list[tuple[int, int]],

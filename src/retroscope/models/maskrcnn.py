@@ -31,6 +31,9 @@ https://pytorch.org/vision/stable/models/mask_rcnn.html) with what torchvision f
   :mod:`retroscope.models.mask_paste`): the exact inverse of the ``roi_align`` geometry that
   sets the mask targets in training, instead of torchvision's legacy paste, which truncates
   boxes to whole pixels and shifts every mask by a fraction of a pixel (``"torchvision"``);
+  ``mask_targets`` says how the mask targets are made in training (``"roi_align"``,
+  torchvision's and the default, cuts half a pixel off the top and left of every object;
+  ``"centred"`` does not) and the paste follows it;
 - anchors for small images: one size per FPN level, ``(16, 32, 64, 128, 256)`` px by default
   instead of torchvision's ``(32, ..., 512)``, for 256 px frames with clouds of 5-80 px radius.
 

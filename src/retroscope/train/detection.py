@@ -9,9 +9,6 @@ Mach. Learn.: Sci. Technol. 2, 045008 (2021), Sec. 3:
   gradient norm is clipped at 10, as torchvision's detection reference recipe does; with
   ``--max-minutes`` the decays also follow the clock (:class:`~.schedules.TimedStepLR`), so
   that a run cut short by its time limit still reaches its small learning rates;
-- the mask targets are the ground-truth masks resampled at the pixel corners
-  (:func:`~retroscope.models.mask_paste.centred_targets`), so that torchvision's
-  ``roi_align`` crops exactly the box (its own targets miss half a pixel at the top and left);
 - after every epoch the network is scored on the validation split with the COCO box and mask
   mAP (0.50:0.95), and the epoch with the best mean of the two is kept.
 
@@ -32,7 +29,6 @@ import numpy as np
 import torch
 
 from retroscope.data.shards import Manifest, write_json_atomic
-from retroscope.models.mask_paste import centred_targets
 
 
 def detection_collate(batch):
@@ -60,8 +56,6 @@ class DetectionModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, targets = batch
-        if getattr(self.model, "config", {}).get("mask_targets") == "centred":
-            targets = [{**t, "masks": centred_targets(t["masks"])} for t in targets]
         losses = self.model(images, targets)
         loss = sum(losses.values())
         n = len(images)
@@ -137,8 +131,7 @@ def train_detection(task, cfg, out: Path, resume: bool = False, progress: bool =
                               detection_collate)
     mean, std = _od_statistics(train_set)
     input_shape = tuple(train_set[0][0].shape)
-    model_kwargs = {"mask_targets": "centred", **cfg.model_kwargs,
-                    "num_classes": len(task.classes) + 1,
+    model_kwargs = {**cfg.model_kwargs, "num_classes": len(task.classes) + 1,
                     "image_size": list(input_shape[-2:]), "image_mean": mean, "image_std": std,
                     "in_channels": input_shape[0]}
     model = build_model(cfg.model, **model_kwargs)
