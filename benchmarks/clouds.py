@@ -50,7 +50,9 @@ def accuracy(run: Path, data: Path) -> dict:
 
 
 def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
-    """Network-only masks with torchvision's paste and with the exact one (same weights)."""
+    """Network-only masks with torchvision's paste and with the exact one (same weights);
+    torchvision's paste assumes its own mask targets, so a run trained on centred targets
+    gets the exact paste only."""
     import torch
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
@@ -71,7 +73,10 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
                                       exact.image_std, size_divisible=exact.size_divisible,
                                       fixed_size=exact.fixed_size)
     out = {"shots": len(images)}
-    for name, transform in (("torchvision", legacy), ("exact", exact)):
+    pastes = [("exact", exact)]
+    if getattr(exact, "mask_targets", "roi_align") == "roi_align":
+        pastes.insert(0, ("torchvision", legacy))
+    for name, transform in pastes:
         predictor.model.transform = transform
         dets = run_detector(predictor.model, images, 8, "cpu")
         preds = [{"boxes": torch.as_tensor(d["boxes"]), "scores": torch.as_tensor(d["scores"]),
@@ -83,8 +88,8 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
         for truth, objs, pairs in zip(truths, objects, _matches(objects, truths,
                                                                   images[0].shape[1:])):
             for p, q, _ in pairs:
-                g = truth[q].get("gaussian")
                 if truth[q]["class"] in ("MOT", "ODT") and np.isfinite(objs[p]["wx"]):
+                    g = truth[q]["gaussian"]
                     shifts.append((objs[p]["x0"] - g.x0, objs[p]["y0"] - g.y0,
                                    objs[p]["wx"] - g.wx, objs[p]["wy"] - g.wy))
         median = np.median(shifts, axis=0) if shifts else [None] * 4

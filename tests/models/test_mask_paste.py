@@ -146,3 +146,5 @@ def test_the_model_uses_the_exact_paste_by_default():
     assert centred.transform.offset_px == 0.0 and centred.config["mask_targets"] == "centred"
     with pytest.raises(ValueError, match="mask_targets"):
         build_maskrcnn(image_size=64, mask_targets="aligned")
+    with pytest.raises(ValueError, match="needs mask_paste='exact'"):
+        build_maskrcnn(image_size=64, mask_targets="centred", mask_paste="torchvision")

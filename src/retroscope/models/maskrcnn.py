@@ -199,6 +199,9 @@ def build_maskrcnn(
     if mask_targets not in MASK_TARGETS:
         raise ValueError(f"mask_targets must be one of {tuple(MASK_TARGETS)}, got "
                          f"{mask_targets!r}")
+    if mask_targets != "roi_align" and mask_paste != "exact":
+        raise ValueError(f"mask_targets={mask_targets!r} is made by the exact paste's "
+                         "transform: it needs mask_paste='exact'")
     layer = norm_layer(norm)
     fpn = _resnet_fpn(getattr(resnet, backbone)(weights=None, norm_layer=layer),
                       trainable_layers, int(fpn_channels), layer if head_norm else None)

@@ -49,17 +49,23 @@ def test_od_is_finite_and_rises_across_the_series(series):
     assert np.corrcoef(np.argsort(np.argsort(top)), np.arange(len(top)))[0, 1] > 0.9
 
 
-def test_leave_one_out_fringe_removal_reduces_od_noise(series):
+@pytest.fixture(scope="module")
+def cleaned(series):
+    """Per frame: its own OD, its atom-free mask and its OD with the reference probe fitted
+    from the other 11 probe frames (leave-one-out fringe removal)."""
     _, _, frames = series
-    factors, fractions = [], []
+    out = []
     for k, f in enumerate(frames):
         own, _ = optical_depth(**f)
         free = atom_free_mask(own)
         others = np.stack([g["probe"] for j, g in enumerate(frames) if j != k])
-        cleaned, _ = od_with_fringe_removal(f["atoms"], others, f["dark"], free)
-        factors.append(own[free].std() / cleaned[free].std())
-        fractions.append(free.mean())
-    factors = np.array(factors)
+        out.append((own, free, od_with_fringe_removal(f["atoms"], others, f["dark"], free)[0]))
+    return out
+
+
+def test_leave_one_out_fringe_removal_reduces_od_noise(cleaned):
+    factors = np.array([own[free].std() / od[free].std() for own, free, od in cleaned])
+    fractions = [free.mean() for _, free, _ in cleaned]
     print(f"OD std reduction per shot: {np.round(factors, 2)}; mean {factors.mean():.3f}; "
           f"atom-free fraction mean {np.mean(fractions):.3f} "
           f"(min {np.min(fractions):.3f})")
@@ -68,20 +74,15 @@ def test_leave_one_out_fringe_removal_reduces_od_noise(series):
 
 
 @pytest.fixture(scope="module")
-def ring(series):
+def ring(series, cleaned):
     """Per shot id, how many noise levels the ring of the last three frames stands above the
     rest of the fringe-removed frame (template photometry); the ring's centre (x, y) px."""
-    shots, _, frames = series
-    cleaned = []
-    for k, f in enumerate(frames):
-        own, _ = optical_depth(**f)
-        others = np.stack([g["probe"] for j, g in enumerate(frames) if j != k])
-        cleaned.append(od_with_fringe_removal(f["atoms"], others, f["dark"],
-                                              atom_free_mask(own))[0])
-    region = template_region(cleaned[-3:])
+    shots = series[0]
+    ods = [od for _, _, od in cleaned]
+    region = template_region(ods[-3:])
     rows, cols = np.nonzero(region)
     return ({s.id: template_photometry(od, region)["significance"]
-             for s, od in zip(shots, cleaned)}, (cols.mean() + 0.5, rows.mean() + 0.5))
+             for s, od in zip(shots, ods)}, (cols.mean() + 0.5, rows.mean() + 0.5))
 
 
 def test_ring_photometry_separates_frames_with_and_without_atoms(ring):
