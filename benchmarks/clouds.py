@@ -1,6 +1,7 @@
 """The clouds task's figures, as JSON (Hofer et al. 2021 as the reference).
 
     python benchmarks/clouds.py --run RUN --data DATA [--tuning STUDY] [--out FILE]
+        [--compare-runs RUN ...] [--skip STEP ...]
 
 * accuracy of a trained run on its test split: COCO box and mask mAP (0.50:0.95, AP50, AP75,
   per class) of the network's detections and of the refined ones (joint fit), recall,
@@ -10,6 +11,10 @@
   torchvision's legacy recipe and by retroscope's exact inverse of the training geometry
   (:mod:`retroscope.models.mask_paste`), same weights, same run: COCO mask mAP and the bias
   of the masks' centres and widths;
+* mask moments by training length (``--compare-runs``): the masks' own Gaussian parameters
+  against the conventional ROI moments (RMSE ratio, in all and apart for isolated and
+  overlapping clouds) for several runs on the same 600 test shots, to see what more training
+  of the network buys;
 * inference: milliseconds per 256x256 OD frame on this CPU (binning to the network's size,
   Mask R-CNN, mask moments and intervals; and with the joint fit of all clouds seeded by the
   masks), one frame at a time, median of 30;
@@ -99,6 +104,38 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
                      "median_error_px": dict(zip(("x0", "y0", "wx", "wy"),
                                                  map(float, median)))}
     predictor.model.transform = exact
+    return out
+
+
+def mask_moments_by_run(runs: list[Path], data: Path, n: int = 600) -> dict:
+    """The masks' own Gaussian parameters (network only, no joint fit) against the
+    conventional ROI moments, per run, on the same first ``n`` test shots of ``data``."""
+    from retroscope.data.dataset import ShardDataset
+    from retroscope.evaluate.detection import _matches
+    from retroscope.infer.detection import DetectionPredictor, run_detector
+    from retroscope.tasks.clouds.evaluation import gaussian_comparison
+
+    out = {"shots": None, "runs": []}
+    for run in runs:
+        predictor = DetectionPredictor(run, device="cpu", refine=False)
+        task = predictor.task
+        dataset = ShardDataset(data, task, "test", in_memory=True, limit=n)
+        images = [dataset[i][0].numpy() for i in range(len(dataset))]
+        truths = [task.true_objects(dataset.labels_row(i), image)
+                  for i, image in enumerate(images)]
+        objects = predictor.describe(images, run_detector(predictor.model, images, 8, "cpu"),
+                                     refine=False)
+        matches = _matches(objects, truths, images[0].shape[1:])
+        comparison = gaussian_comparison(images, truths, objects, matches, max_fits=0)
+        summary = json.loads((run / "train_summary.json").read_text())
+        out["shots"] = len(images)
+        out["runs"].append({
+            "run": str(run), "train_minutes": summary["train_seconds"] / 60,
+            "epochs_run": summary["epochs_run"], "thermal_clouds": comparison["clouds"],
+            "mask_over_conventional": comparison["mask_over_conventional"]["truth"],
+            "by_overlap": {name: {"clouds": sub["clouds"],
+                                  "mask_over_conventional": sub["mask_over_conventional"]}
+                           for name, sub in comparison["by_overlap"].items()}})
     return out
 
 
@@ -214,6 +251,7 @@ def main() -> None:
     parser.add_argument("--tuning", type=Path)
     parser.add_argument("--out", type=Path, default=RESULTS / "clouds.json")
     parser.add_argument("--skip", nargs="*", default=[])
+    parser.add_argument("--compare-runs", nargs="*", type=Path, default=[])
     args = parser.parse_args()
     import torch
 
@@ -235,6 +273,8 @@ def main() -> None:
         step("accuracy", lambda: accuracy(args.run, args.data))
         step("mask_paste", lambda: mask_paste(args.run, args.data))
         step("inference", lambda: inference_speed(args.run, args.data))
+    if args.compare_runs and args.data is not None:
+        step("mask_moments_by_run", lambda: mask_moments_by_run(args.compare_runs, args.data))
     step("real_frames", lambda: real_frames(args.run))
     if args.tuning is not None:
         result["tuning"] = json.loads((args.tuning / "tuning.json").read_text())
