@@ -54,6 +54,17 @@ def accuracy(run: Path, data: Path) -> dict:
     return evaluate_detection(run, data, "test", out=RESULTS / "clouds_run")
 
 
+def _test_shots(task, data: Path, n: int):
+    """The first ``n`` test shots of ``data``: OD images, label rows, true objects."""
+    from retroscope.data.dataset import ShardDataset
+
+    dataset = ShardDataset(data, task, "test", in_memory=True, limit=n)
+    images = [dataset[i][0].numpy() for i in range(len(dataset))]
+    labels = [dataset.labels_row(i) for i in range(len(dataset))]
+    truths = [task.true_objects(label, image) for label, image in zip(labels, images)]
+    return images, labels, truths
+
+
 def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
     """Network-only masks with torchvision's paste and with the exact one (same weights);
     torchvision's paste assumes its own mask targets, so a run trained on centred targets
@@ -61,17 +72,13 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
     import torch
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from retroscope.data.dataset import ShardDataset
     from retroscope.evaluate.coco import detection_map
     from retroscope.evaluate.detection import _matches
     from retroscope.infer.detection import DetectionPredictor, run_detector
 
     predictor = DetectionPredictor(run, device="cpu", refine=False)
     task, exact = predictor.task, predictor.model.transform
-    dataset = ShardDataset(data, task, "test", in_memory=True, limit=n)
-    images = [dataset[i][0].numpy() for i in range(len(dataset))]
-    labels = [dataset.labels_row(i) for i in range(len(dataset))]
-    truths = [task.true_objects(label, image) for label, image in zip(labels, images)]
+    images, labels, truths = _test_shots(task, data, n)
     targets = [{k: torch.as_tensor(v) for k, v in task.detection_target(label).items()}
                for label in labels]
     legacy = GeneralizedRCNNTransform(exact.min_size, exact.max_size, exact.image_mean,
@@ -110,7 +117,6 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
 def mask_moments_by_run(runs: list[Path], data: Path, n: int = 600) -> dict:
     """The masks' own Gaussian parameters (network only, no joint fit) against the
     conventional ROI moments, per run, on the same first ``n`` test shots of ``data``."""
-    from retroscope.data.dataset import ShardDataset
     from retroscope.evaluate.detection import _matches
     from retroscope.infer.detection import DetectionPredictor, run_detector
     from retroscope.tasks.clouds.evaluation import gaussian_comparison
@@ -118,11 +124,7 @@ def mask_moments_by_run(runs: list[Path], data: Path, n: int = 600) -> dict:
     out = {"shots": None, "runs": []}
     for run in runs:
         predictor = DetectionPredictor(run, device="cpu", refine=False)
-        task = predictor.task
-        dataset = ShardDataset(data, task, "test", in_memory=True, limit=n)
-        images = [dataset[i][0].numpy() for i in range(len(dataset))]
-        truths = [task.true_objects(dataset.labels_row(i), image)
-                  for i, image in enumerate(images)]
+        images, _, truths = _test_shots(predictor.task, data, n)
         objects = predictor.describe(images, run_detector(predictor.model, images, 8, "cpu"),
                                      refine=False)
         matches = _matches(objects, truths, images[0].shape[1:])

@@ -75,13 +75,17 @@ def _overlap_subset(true_masks: np.ndarray, q: int) -> str:
     return OVERLAP_SUBSETS[bool(touching)]
 
 
+def _ratios(rmse: dict, reference: dict) -> dict:
+    """Per parameter ``rmse`` / ``reference`` (None where either is missing or zero)."""
+    return {p: (rmse[p] / reference[p] if rmse[p] is not None and reference[p] else None)
+            for p in PARAMETERS}
+
+
 def _subset_summary(errors: dict) -> dict:
     """Cloud count, RMSE (against the truth) per method and the mask / conventional ratio."""
     rmse = {m: {p: _rms(v) for p, v in by.items()} for m, by in errors.items()}
-    ratio = {p: (rmse["mask"][p] / rmse["conventional"][p]
-                 if rmse["mask"][p] is not None and rmse["conventional"][p] else None)
-             for p in PARAMETERS}
-    return {"clouds": len(errors["mask"]["x0"]), "rmse": rmse, "mask_over_conventional": ratio}
+    return {"clouds": len(errors["mask"]["x0"]), "rmse": rmse,
+            "mask_over_conventional": _ratios(rmse["mask"], rmse["conventional"])}
 
 
 def joint_fit_errors(truths, objects, matches) -> dict:
@@ -176,9 +180,8 @@ def gaussian_comparison(images, truths, objects, matches, max_fits: int = 200,
                 wrong_cloud += centre["unseeded"] > 1.0
     rmse = {m: {ref: {p: _rms(v) for p, v in by.items()} for ref, by in refs.items()}
             for m, refs in err.items()}
-    ratio = {ref: {p: (rmse["mask"][ref][p] / rmse["conventional"][ref][p]
-                       if rmse["mask"][ref][p] is not None and rmse["conventional"][ref][p]
-                       else None) for p in PARAMETERS} for ref in ("truth", "fit")}
+    ratio = {ref: _ratios(rmse["mask"][ref], rmse["conventional"][ref])
+             for ref in ("truth", "fit")}
     n1 = len(timing["seeded_s"])
     fit_summary = {
         "single_cloud_frames": n1,
@@ -198,15 +201,10 @@ def gaussian_comparison(images, truths, objects, matches, max_fits: int = 200,
     joint = None
     if refined is not None:
         joint = joint_fit_errors(truths, *refined)
-        conv = rmse["conventional"]["truth"]
-        joint["over_conventional"] = {
-            p: (joint["rmse"][p] / conv[p] if joint["rmse"][p] is not None and conv[p]
-                else None) for p in PARAMETERS}
+        joint["over_conventional"] = _ratios(joint["rmse"], rmse["conventional"]["truth"])
         for name, subset in joint["by_overlap"].items():
-            conv = by_overlap_summary[name]["rmse"]["conventional"]
-            subset["over_conventional"] = {
-                p: (subset["rmse"][p] / conv[p] if subset["rmse"][p] is not None and conv[p]
-                    else None) for p in PARAMETERS}
+            subset["over_conventional"] = _ratios(
+                subset["rmse"], by_overlap_summary[name]["rmse"]["conventional"])
     return {"clouds": len(err["mask"]["truth"]["x0"]), "rmse": rmse,
             "by_overlap": by_overlap_summary,
             "matched_as_non_gaussian": not_gaussian,
