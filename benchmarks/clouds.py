@@ -49,7 +49,7 @@ def _machine() -> dict:
 
 
 def accuracy(run: Path, data: Path) -> dict:
-    from retroscope.evaluate.detection import evaluate_detection
+    from retroscope.learners.detection.evaluation import evaluate_detection
 
     return evaluate_detection(run, data, "test", out=RESULTS / "clouds_run")
 
@@ -72,9 +72,10 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
     import torch
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    from retroscope.evaluate.coco import detection_map
-    from retroscope.evaluate.detection import _matches
-    from retroscope.infer.detection import DetectionPredictor, run_detector
+    from retroscope.learners.detection.coco import detection_map
+    from retroscope.learners.detection.evaluation import match_all
+    from retroscope.learners.detection.module import run_detector
+    from retroscope.learners.detection.predictor import DetectionPredictor
 
     predictor = DetectionPredictor(run, device="cpu", refine=False)
     task, exact = predictor.task, predictor.model.transform
@@ -97,7 +98,7 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
         coco = detection_map(preds, targets, class_names=task.classes)
         objects = predictor.describe(images, dets, refine=False)
         shifts = []
-        for truth, objs, pairs in zip(truths, objects, _matches(objects, truths,
+        for truth, objs, pairs in zip(truths, objects, match_all(objects, truths,
                                                                   images[0].shape[1:])):
             for p, q, _ in pairs:
                 if truth[q]["class"] in ("MOT", "ODT") and np.isfinite(objs[p]["wx"]):
@@ -117,8 +118,9 @@ def mask_paste(run: Path, data: Path, n: int = 600) -> dict:
 def mask_moments_by_run(runs: list[Path], data: Path, n: int = 600) -> dict:
     """The masks' own Gaussian parameters (network only, no joint fit) against the
     conventional ROI moments, per run, on the same first ``n`` test shots of ``data``."""
-    from retroscope.evaluate.detection import _matches
-    from retroscope.infer.detection import DetectionPredictor, run_detector
+    from retroscope.learners.detection.evaluation import match_all
+    from retroscope.learners.detection.module import run_detector
+    from retroscope.learners.detection.predictor import DetectionPredictor
     from retroscope.tasks.clouds.evaluation import gaussian_comparison
 
     out = {"shots": None, "runs": []}
@@ -127,7 +129,7 @@ def mask_moments_by_run(runs: list[Path], data: Path, n: int = 600) -> dict:
         images, _, truths = _test_shots(predictor.task, data, n)
         objects = predictor.describe(images, run_detector(predictor.model, images, 8, "cpu"),
                                      refine=False)
-        matches = _matches(objects, truths, images[0].shape[1:])
+        matches = match_all(objects, truths, images[0].shape[1:])
         comparison = gaussian_comparison(images, truths, objects, matches, max_fits=0)
         summary = json.loads((run / "train_summary.json").read_text())
         out["shots"] = len(images)
@@ -146,7 +148,7 @@ def inference_speed(run: Path, data: Path, n: int = 30) -> dict:
     same clouds) through binning, the network and the per-object description, with the masks'
     own parameters and with the joint fit (refined), one frame at a time."""
     from retroscope.data.dataset import ShardDataset
-    from retroscope.infer.detection import DetectionPredictor
+    from retroscope.learners.detection.predictor import DetectionPredictor
     from retroscope.tasks.clouds.lab import _bin
 
     predictor = DetectionPredictor(run, device="cpu")

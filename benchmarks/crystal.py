@@ -41,7 +41,7 @@ def simulator_speed(sizes=(50, 100, 200, 300, 500, 1000), repeats=5) -> dict:
     """Median seconds per image on one core, per ion number (numba threads = 1)."""
     import numba
 
-    from retroscope.core.task import get_task
+    from retroscope.core.registry import get_task
 
     numba.set_num_threads(1)
     task = get_task("crystal")
@@ -76,9 +76,9 @@ def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict
     frames are simulated crystals of 50-350 ions with EMCCD noise."""
     import torch
 
-    from retroscope.core.task import get_task
+    from retroscope.core.registry import get_task
     from retroscope.tasks.crystal.camera import EMCCD
-    from retroscope.train.module import Network
+    from retroscope.learners.regression.module import Network
 
     torch.set_num_threads(threads)
     task = get_task("crystal")
@@ -93,7 +93,7 @@ def inference_speed(run: Path | None, batch: int = 64, threads: int = 2) -> dict
         x = torch.from_numpy(task.network_input(clean[k % len(clean)]))
         frames.append(camera(x, g)[0].numpy())
     if run is not None:
-        from retroscope.infer.predictor import Predictor
+        from retroscope.learners.regression.predictor import Predictor
 
         predictor = Predictor(run, device="cpu")
         config = json.loads((Path(run) / "config.json").read_text())
@@ -159,7 +159,7 @@ def accuracy(run: Path, data: Path, out_dir: Path) -> dict:
 
 def _test_split(run: Path, data: Path, n: int | None = None):
     from retroscope.data.dataset import ShardDataset
-    from retroscope.infer.predictor import Predictor
+    from retroscope.learners.regression.predictor import Predictor
 
     predictor = Predictor(run, device="cpu")
     ds = ShardDataset(data, predictor.task, "test", in_memory=True)
@@ -211,7 +211,7 @@ def _simulated_set(task, composition_rows, seed: int) -> tuple[list, dict]:
 def mixed(run: Path, seed: int = 7) -> dict:
     """Figs. 6-7: 36 mixed crystals per dark species, 150-250 Ca+ and 0-100 dark ions, at
     random trap settings inside the training box, counted by the pure-Ca+ network."""
-    from retroscope.infer.predictor import Predictor
+    from retroscope.learners.regression.predictor import Predictor
 
     predictor = Predictor(run, device="cpu")
     task = predictor.task
@@ -239,7 +239,7 @@ def mixed(run: Path, seed: int = 7) -> dict:
 
 def out_of_range(run: Path, seed: int = 8, n: int = 20) -> dict:
     """Sec. III C: V = 400 V lies outside the training box (170-300 V)."""
-    from retroscope.infer.predictor import Predictor
+    from retroscope.learners.regression.predictor import Predictor
 
     predictor = Predictor(run, device="cpu")
     task = predictor.task.with_config(v_rf=(170.0, 400.0))

@@ -58,12 +58,12 @@ def inference_speed(run: Path | None, batch: int = 256, threads: int = 2) -> dic
     """Median milliseconds per pattern of batched inference on the CPU."""
     import torch
 
-    from retroscope.core.task import get_task
-    from retroscope.train.module import Network
+    from retroscope.core.registry import get_task
+    from retroscope.learners.regression.module import Network
 
     torch.set_num_threads(threads)
     if run is not None:
-        from retroscope.infer.predictor import Predictor
+        from retroscope.learners.regression.predictor import Predictor
 
         network = Predictor(run, device="cpu").network
     else:
@@ -108,8 +108,8 @@ def accuracy(run: Path, data: Path) -> dict:
 def against_baseline(fits: Path, acc: dict, sim_s: float, infer_ms: float,
                      out_dir: Path) -> dict:
     """Accuracy per unit of compute, network vs Monte-Carlo simplex (Stielow Fig. 4b)."""
-    from retroscope.core.task import get_task
-    from retroscope.evaluate.plots import accuracy_vs_compute
+    from retroscope.core.registry import get_task
+    from retroscope.plots import accuracy_vs_compute
     from retroscope.tasks.diffraction.baseline import SimplexFit, summarise_fits
 
     rows = [json.loads(line) for line in fits.read_text().splitlines() if line.strip()]

@@ -32,7 +32,7 @@ def main() -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # numpy MSFT in every worker
 
     from retroscope.compute.executors import ProcessPool
-    from retroscope.core.task import get_task
+    from retroscope.core.registry import get_task
     from retroscope.tasks.diffraction.baseline import SimplexFit, fit_job, summarise_fits
 
     task = get_task("diffraction")
@@ -41,7 +41,7 @@ def main() -> None:
     fit = SimplexFit(task, n_starts=args.starts, max_evals_per_start=args.evals)
     kwargs = {"n_starts": args.starts, "max_evals_per_start": args.evals, "seed": 0}
     checkpoints = fit.checkpoints()
-    jobs = [(task.config(), kwargs, i, images[i], {k: v[i] for k, v in truth.items()},
+    jobs = [(task, kwargs, i, images[i], {k: v[i] for k, v in truth.items()},
              checkpoints) for i in range(args.patterns)]
     t0 = time.perf_counter()
     pool = ProcessPool(args.workers)

@@ -33,9 +33,10 @@ def main() -> None:
 
     from retroscope.compute.campaign import generate
     from retroscope.compute.executors import ProcessPool
-    from retroscope.core.task import get_task
+    from retroscope.core.registry import get_task
     from retroscope.evaluate.report import evaluate
-    from retroscope.train.fit import TrainConfig, train
+    from retroscope.train.config import TrainConfig
+    from retroscope.train.fit import train
 
     task = get_task("diffraction")
     data = args.data or args.out / "data"

@@ -1,13 +1,38 @@
-"""Shared fixtures: a tiny analytic task that exercises the pipeline without heavy physics."""
+"""Shared fixtures: a tiny analytic task, registered as a plugin, that exercises the pipeline
+without heavy physics; GPU tests skipped without a CUDA device."""
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
-from retroscope.core.params import ParameterSpace, Scalar
-from retroscope.core.task import ModelSpec, Targets, Task, register_task
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+def _register_blob_plugin() -> None:
+    """Make ``tests/plugins/blob_task.py`` an installed plugin without installing anything: a
+    distribution's metadata (``*.dist-info`` with an ``entry_points.txt`` naming the task in
+    the group ``retroscope.tasks``) in a temporary folder on the path, exactly what pip would
+    write. Child processes (Dask workers, the CLI) find it through PYTHONPATH."""
+    site = Path(tempfile.mkdtemp(prefix="retroscope-plugin-"))
+    info = site / "retroscope_blob_test-0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: retroscope-blob-test\n"
+                                   "Version: 0.0\n")
+    (info / "entry_points.txt").write_text("[retroscope.tasks]\n"
+                                           "blob-test = blob_task:BlobTask\n")
+    for path in (str(PLUGINS), str(site)):
+        sys.path.append(path)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [p for p in (os.environ.get("PYTHONPATH"), str(PLUGINS), str(site)) if p])
+
+
+_register_blob_plugin()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -19,57 +44,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-class LinearTargets(Targets):
-    """Each scalar parameter scaled to [0, 1] by its bounds."""
-
-    def __init__(self, space: ParameterSpace) -> None:
-        self.space = space
-        self.columns = tuple(space.names)
-        self.units = tuple(p.unit for p in space.parameters)
-
-    def scale(self):
-        return np.array([p.span for p in self.space.parameters])
-
-    def offset(self):
-        return np.array([p.low for p in self.space.parameters])
-
-    def encode(self, record):
-        cols = np.stack([np.asarray(record[n], float) for n in self.columns], 1)
-        return (cols - self.offset()) / self.scale()
-
-    def decode(self, y):
-        phys = np.asarray(y) * self.scale() + self.offset()
-        return {n: phys[:, j] for j, n in enumerate(self.columns)}
-
-
-class BlobTask(Task):
-    """A Gaussian spot of width sigma_px at x0_px on a 17x13 image (odd sizes catch bugs)."""
-
-    name = "blob-test"
-    title = "Gaussian blob (test fixture)"
-    paper = "-"
-    infers = "spot position and width"
-    space = ParameterSpace((Scalar("x0_px", "px", 3.0, 13.0, step=5.0),
-                            Scalar("sigma_px", "px", 1.0, 3.0, step=1.0)))
-    model = ModelSpec("resnet18", {"base_width": 8, "stem": "small"})
-
-    def __init__(self) -> None:
-        self.targets = LinearTargets(self.space)
-
-    def simulate(self, params, rng):
-        y, x = np.mgrid[0:13, 0:17]
-        x0 = params["x0_px"][:, None, None]
-        s = params["sigma_px"][:, None, None]
-        image = np.exp(-((x - x0) ** 2 + (y - 6) ** 2) / (2 * s**2))
-        image = image + 0.01 * rng.standard_normal(image.shape)
-        return {"image": image.astype(np.float32)}
-
-    def metrics(self, true, pred):
-        return {"abs_error_x0_px": np.abs(true["x0_px"] - pred["x0_px"])}
-
-
 @pytest.fixture(scope="session")
-def blob_task() -> BlobTask:
-    from retroscope.core.task import _REGISTRY
+def blob_task():
+    """The toy plugin task, as the registry finds it through its entry point."""
+    from retroscope.core.registry import get_task
 
-    return _REGISTRY.get("blob-test") or register_task(BlobTask())
+    return get_task("blob-test")

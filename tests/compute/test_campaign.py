@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from retroscope.compute.campaign import generate, simulate_shard
+from retroscope.core.registry import get_learner
 from retroscope.data.dataset import ShardDataset
 from retroscope.data.shards import DatasetError, Manifest, read_shard
 
@@ -81,14 +82,16 @@ def test_refuses_foreign_directory(tmp_path, blob_task):
 def test_dataset_splits_partition_rows(tmp_path, blob_task):
     root = tmp_path / "d"
     generate(blob_task, root, 120, shard_size=32, seed=0, progress=False)
-    sets = {s: ShardDataset(root, blob_task, s) for s in ("train", "val", "test")}
+    regression = get_learner("regression")
+    sets = {s: ShardDataset(root, blob_task, s, learner=regression)
+            for s in ("train", "val", "test")}
     assert sum(len(d) for d in sets.values()) == 120
     x, y = sets["train"][0]
     assert x.shape == (1, 13, 17) and y.shape == (2,)
     assert 0 <= float(y.min()) and float(y.max()) <= 1
     lazy = sets["val"]
     assert lazy._files == {}  # nothing opened until an item is read
-    eager = ShardDataset(root, blob_task, "val", in_memory=True)
+    eager = ShardDataset(root, blob_task, "val", in_memory=True, learner=regression)
     assert all(np.array_equal(lazy[i][0], eager[i][0]) for i in range(len(lazy)))
     import pickle
 

@@ -12,7 +12,7 @@ import pytest
 
 from retroscope.compute.campaign import generate
 from retroscope.compute.executors import make_executor
-from retroscope.core.task import get_task
+from retroscope.core.registry import get_task
 from retroscope.data.shards import Manifest, read_shard
 
 

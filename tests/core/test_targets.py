@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from retroscope.core.params import ParameterSpace, Scalar
-from retroscope.core.task import LinearTargets
+from retroscope.core.targets import LinearTargets
 
 SPACE = ParameterSpace((Scalar("n", "ions", 30, 350, integer=True),
                         Scalar("v", "V", 170.0, 300.0)))

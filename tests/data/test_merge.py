@@ -88,7 +88,7 @@ def test_merge_command_line(tmp_path, parts):
 
 
 def test_a_part_made_before_a_setting_existed_merges_with_its_default(tmp_path):
-    from retroscope.core.task import get_task
+    from retroscope.core.registry import get_task
 
     small = get_task("crystal").small()
     a, b = tmp_path / "a", tmp_path / "b"

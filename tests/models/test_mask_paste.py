@@ -111,7 +111,7 @@ def test_a_centred_model_trains_on_soft_centred_targets():
     target = {"boxes": torch.tensor([[20.0, 20.0, 40.0, 30.0]]), "labels": torch.tensor([1]),
               "masks": masks}
     for kind, expected in (("centred", centred_targets(masks)), ("roi_align", masks)):
-        model = build_maskrcnn(image_size=64, fpn_channels=16, representation_size=32,
+        model = build_maskrcnn(num_classes=4, image_size=64, fpn_channels=16, representation_size=32,
                                mask_targets=kind).train()
         _, targets = model.transform([torch.rand(1, 64, 64)], [dict(target)])
         assert torch.equal(targets[0]["masks"].float(), expected.float())
@@ -128,23 +128,23 @@ def test_empty_and_malformed_inputs():
 
 
 def test_the_model_uses_the_exact_paste_by_default():
-    model = build_maskrcnn(image_size=64, fpn_channels=16, representation_size=32)
+    model = build_maskrcnn(num_classes=4, image_size=64, fpn_channels=16, representation_size=32)
     assert type(model.transform) is ExactPasteTransform
     assert model.config["mask_paste"] == "exact"
     model.eval()
     with torch.no_grad():
         out = model([torch.rand(1, 64, 64)])[0]
     assert out["masks"].shape[1:] == (1, 64, 64)
-    legacy = build_maskrcnn(image_size=64, fpn_channels=16, representation_size=32,
+    legacy = build_maskrcnn(num_classes=4, image_size=64, fpn_channels=16, representation_size=32,
                             mask_paste="torchvision")
     assert type(legacy.transform) is GeneralizedRCNNTransform
     with pytest.raises(ValueError, match="mask_paste"):
-        build_maskrcnn(image_size=64, mask_paste="nearest")
+        build_maskrcnn(num_classes=4, image_size=64, mask_paste="nearest")
     assert model.transform.offset_px == 0.5  # torchvision's targets, as runs before session 9
-    centred = build_maskrcnn(image_size=64, fpn_channels=16, representation_size=32,
+    centred = build_maskrcnn(num_classes=4, image_size=64, fpn_channels=16, representation_size=32,
                              mask_targets="centred")
     assert centred.transform.offset_px == 0.0 and centred.config["mask_targets"] == "centred"
     with pytest.raises(ValueError, match="mask_targets"):
-        build_maskrcnn(image_size=64, mask_targets="aligned")
+        build_maskrcnn(num_classes=4, image_size=64, mask_targets="aligned")
     with pytest.raises(ValueError, match="needs mask_paste='exact'"):
-        build_maskrcnn(image_size=64, mask_targets="centred", mask_paste="torchvision")
+        build_maskrcnn(num_classes=4, image_size=64, mask_targets="centred", mask_paste="torchvision")

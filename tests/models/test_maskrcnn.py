@@ -54,7 +54,7 @@ def batch(size=(64, 64), n=2):
 @pytest.mark.parametrize("name", ["maskrcnn_resnet18_fpn", "maskrcnn_resnet50_fpn"])
 def test_registered_models_build_offline_for_one_channel(name, offline):
     assert name in list_models()
-    model = build_model(name, image_size=64, image_mean=0.3, image_std=0.7, **FAST)
+    model = build_model(name, num_classes=4, image_size=64, image_mean=0.3, image_std=0.7, **FAST)
     conv1 = model.backbone.body.conv1
     assert conv1.in_channels == 1 and conv1.out_channels == 64
     assert model.transform.image_mean == [0.3] and model.transform.image_std == [0.7]
@@ -72,7 +72,7 @@ def test_registered_models_build_offline_for_one_channel(name, offline):
 
 
 def test_training_step_returns_finite_losses():
-    model = build_model("maskrcnn_resnet18_fpn", image_size=64, **FAST)
+    model = build_model("maskrcnn_resnet18_fpn", num_classes=4, image_size=64, **FAST)
     model.train()
     images, targets = batch()
     losses = model(images, targets)
@@ -86,7 +86,7 @@ def test_training_step_returns_finite_losses():
 
 @pytest.mark.parametrize("size", [64, (48, 64)])
 def test_eval_outputs_keep_the_input_size(size):
-    model = build_model("maskrcnn_resnet18_fpn", image_size=size, **FAST).eval()
+    model = build_model("maskrcnn_resnet18_fpn", num_classes=4, image_size=size, **FAST).eval()
     h, w = (size, size) if isinstance(size, int) else size
     assert model.transform.min_size == (min(h, w),) and model.transform.max_size == max(h, w)
     images, _ = batch((h, w))
@@ -106,34 +106,35 @@ def test_norm_layers():
     assert group_norm(7).num_groups == 7
     for norm, layer in (("group", nn.GroupNorm), ("frozen", FrozenBatchNorm2d),
                         ("batch", nn.BatchNorm2d)):
-        body = build_maskrcnn(norm=norm, image_size=64).backbone.body
+        body = build_maskrcnn(num_classes=4, norm=norm, image_size=64).backbone.body
         norms = [m for m in body.modules() if isinstance(m, (nn.GroupNorm, FrozenBatchNorm2d,
                                                               nn.BatchNorm2d))]
         assert len(norms) == 20 and all(type(m) is layer for m in norms)  # 1 + 8 x 2 + 3
     # normalised heads: 4 FPN inner + 4 FPN layer convs and 4 mask-head convs
-    model = build_maskrcnn(norm="group", image_size=64)
+    model = build_maskrcnn(num_classes=4, norm="group", image_size=64)
     heads = [m for m in (*model.backbone.fpn.modules(), *model.roi_heads.mask_head.modules())
              if isinstance(m, nn.GroupNorm)]
     assert len(heads) == 12
-    plain = build_maskrcnn(norm="group", image_size=64, head_norm=False)
+    plain = build_maskrcnn(num_classes=4, norm="group", image_size=64, head_norm=False)
     assert not any(isinstance(m, nn.GroupNorm) for m in plain.backbone.fpn.modules())
 
 
 def test_resnet50_matches_torchvision_maskrcnn_resnet50_fpn(offline):
     reference = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4)
     ref_shapes = {k: v.shape for k, v in reference.state_dict().items()}
-    ours = build_model("maskrcnn_resnet50_fpn", norm="batch",  # torchvision's layers
-                       head_norm=False).state_dict()
+    ours = build_model("maskrcnn_resnet50_fpn", num_classes=4,
+                       norm="batch", head_norm=False).state_dict()  # torchvision's layers
     assert set(ours) == set(ref_shapes)
     differ = {k for k, v in ours.items() if v.shape != ref_shapes[k]}
     assert differ == {"backbone.body.conv1.weight"}  # 1 input channel instead of 3
-    frozen = build_model("maskrcnn_resnet50_fpn", norm="frozen", head_norm=False).state_dict()
+    frozen = build_model("maskrcnn_resnet50_fpn", num_classes=4, norm="frozen",
+                         head_norm=False).state_dict()
     assert set(frozen) == {k for k in ref_shapes if not k.endswith("num_batches_tracked")}
 
 
 def test_config_rebuilds_the_same_architecture():
-    model = build_model("maskrcnn_resnet18_fpn", image_size=(48, 64), image_mean=0.1,
-                        norm="frozen", trainable_layers=3, anchor_sizes=(8, 16, 32, 64, 128),
+    model = build_model("maskrcnn_resnet18_fpn", num_classes=4, image_size=(48, 64),
+                        image_mean=0.1, norm="frozen", trainable_layers=3, anchor_sizes=(8, 16, 32, 64, 128),
                         box_detections_per_img=20)
     config = json.loads(json.dumps(model.config))  # as stored in a run directory
     rebuilt = build_model("maskrcnn_resnet18_fpn", **config)
@@ -148,14 +149,14 @@ def test_config_rebuilds_the_same_architecture():
 
 def test_clear_errors():
     with pytest.raises(TypeError, match="num_classes"):
-        build_model("maskrcnn_resnet18_fpn", out_dim=3, head="regression")
+        build_model("maskrcnn_resnet18_fpn", num_classes=4, out_dim=3, head="regression")
     with pytest.raises(TypeError, match="unknown Mask R-CNN settings"):
-        build_maskrcnn(min_size=800)
+        build_maskrcnn(num_classes=4, min_size=800)
     with pytest.raises(ValueError, match="norm"):
-        build_maskrcnn(norm="layer")
+        build_maskrcnn(num_classes=4, norm="layer")
     with pytest.raises(ValueError, match="backbone"):
-        build_maskrcnn(backbone="resnet101")
+        build_maskrcnn(num_classes=4, backbone="resnet101")
     with pytest.raises(ValueError, match="image_size"):
-        build_maskrcnn(image_size=(64, 64, 3))
+        build_maskrcnn(num_classes=4, image_size=(64, 64, 3))
     with pytest.raises(ValueError, match="image_mean"):
-        build_maskrcnn(image_mean=[0.0, 0.0, 0.0])
+        build_maskrcnn(num_classes=4, image_mean=[0.0, 0.0, 0.0])

@@ -11,7 +11,9 @@ from retroscope.cli import app
 from retroscope.compute.campaign import generate
 from retroscope.evaluate.report import evaluate
 from retroscope.infer.batch import predict_files
-from retroscope.train.fit import RunError, TrainConfig, train
+from retroscope.runs import RunError
+from retroscope.train.config import TrainConfig
+from retroscope.train.fit import train
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +146,9 @@ def test_recalibrate_refits_intervals_without_touching_weights(trained):
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
 
 
-def test_demo_runs_the_whole_chain_on_a_tiny_task(tmp_path, blob_task, monkeypatch):
+def test_demo_runs_the_whole_chain_on_a_tiny_task(tmp_path, blob_task):
     from retroscope.demo import run_demo
 
-    monkeypatch.setattr(type(blob_task), "demo_settings", lambda self: {
-        "n": 120, "workers": 1, "shard_size": 60, "epochs": 2, "train_minutes": 1.0,
-        "batch_size": 32, "lr": 3e-3, "n_files": 2})
     report = run_demo(blob_task, tmp_path / "demo")
     assert set(report["timings"]) == {"simulate_s", "train_s", "evaluate_s"}
     rows = (tmp_path / "demo" / "predictions.csv").read_text().splitlines()
@@ -161,8 +160,8 @@ def test_demo_runs_the_whole_chain_on_a_tiny_task(tmp_path, blob_task, monkeypat
 def test_bf16_mixed_run_keeps_a_float32_head_and_saves_loadable_weights(tmp_path, blob_task):
     import torch
 
-    from retroscope.infer.predictor import Predictor
-    from retroscope.train.module import Network
+    from retroscope.learners.regression.predictor import Predictor
+    from retroscope.learners.regression.module import Network
 
     net = Network("resnet18", {"base_width": 8, "stem": "small"}, 2)
     with torch.autocast("cpu", dtype=torch.bfloat16):

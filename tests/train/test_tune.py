@@ -5,7 +5,7 @@ import json
 import pytest
 
 from retroscope.compute.campaign import generate
-from retroscope.train.fit import TrainConfig
+from retroscope.train.config import TrainConfig
 from retroscope.train.tune import Hyperparameter, _study, gp_posterior_mean, tune
 
 

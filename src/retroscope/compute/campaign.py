@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retroscope.core.task import Task, get_task
+from retroscope.core.registry import get_task
+from retroscope.core.task import Task
 from retroscope.data.shards import (
     MANIFEST,
     DatasetError,

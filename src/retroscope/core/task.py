@@ -1,33 +1,35 @@
-"""The Task protocol and the task registry.
+"""The task base classes: everything specific to one measurement, behind one interface.
 
-A task bundles everything specific to one measurement: its parameter space, its simulator, the
-online imperfections of its detector, how its targets are encoded for a network, how an
-experimental file becomes network input, its metrics and its classical baseline. The rest of
-retroscope (CLI, storage, campaigns, training, prediction, evaluation) knows tasks only through
-this registry and never imports a task by name.
+A task bundles its parameter space, its simulator, the online imperfections of its detector,
+how its targets are encoded for a network, how an experimental file becomes network input, its
+metrics, plots and classical baseline, and its demo. The rest of retroscope (CLI, storage,
+campaigns, training, prediction, evaluation) calls only the hooks declared here, each with a
+documented default, and finds tasks only through the registry (:mod:`retroscope.core.registry`,
+entry-point group ``retroscope.tasks``).
 
-Tasks shipped with retroscope register themselves on import of ``retroscope.tasks``; a lab can
-add its own from a separate package through the entry-point group ``retroscope.tasks``::
+How a task's network is trained and read is its *learner* (:mod:`retroscope.core.learner`):
+``learner = "regression"`` (targets with calibrated intervals), ``"detection"`` (objects with
+classes, boxes and masks, :class:`DetectionTask`), or any learner registered by name. Shared code
+asks the learner; it never compares the name.
 
-    [project.entry-points."retroscope.tasks"]
-    mytask = "mylab.mytask:TASK"
+Settings: ``settings`` (a frozen dataclass, hashed into a dataset's manifest: what the stored
+data depend on) and ``view`` (a frozen dataclass of reading settings: how a stored or
+experimental observable becomes the network's input). ``with_config`` validates overrides
+against both (:mod:`retroscope.core.config`) and rebuilds the task with ``from_settings``, the
+way a worker process rebuilds a task from a manifest.
 """
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from pathlib import Path
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from retroscope.core.params import ParameterSpace, Record
-
-ENTRY_POINT_GROUP = "retroscope.tasks"
+from retroscope.core.targets import Targets
 
 
 @dataclass(frozen=True)
@@ -38,116 +40,26 @@ class ModelSpec:
     kwargs: dict = field(default_factory=dict)
 
 
-class Targets(ABC):
-    """How physical parameters become network outputs and back.
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of ``retroscope demo TASK``, small enough for a laptop.
 
-    ``encode`` maps a parameter record to an (n, d) float array in the network's scale;
-    ``decode`` maps network outputs back into a record in physical units. ``columns`` and
-    ``units`` name the d output columns; ``scale`` gives, per column, the physical size of one
-    encoded unit, so that an interval half-width in encoded units becomes physical by
-    multiplication.
-    """
+    ``n`` samples are simulated with ``workers`` Dask workers in shards of ``shard_size``;
+    training runs for at most ``epochs`` and ``train_minutes``; ``train`` holds further
+    training settings (``TrainConfig`` fields such as ``batch_size``, ``lr``, ``limit_val``);
+    ``n_files`` test samples are written as files and predicted; the classical baseline runs
+    on ``baseline_n`` test samples with ``baseline_kwargs`` (0: none)."""
 
-    columns: tuple[str, ...]
-    units: tuple[str, ...]
-
-    @property
-    def dim(self) -> int:
-        return len(self.columns)
-
-    @abstractmethod
-    def encode(self, record: Record) -> np.ndarray: ...
-
-    @abstractmethod
-    def decode(self, y: np.ndarray) -> Record: ...
-
-    @abstractmethod
-    def scale(self) -> np.ndarray: ...
-
-    def columns_physical(self, record: Record) -> np.ndarray:
-        """The (n, d) physical values of the output columns of a record."""
-        return self.encode(record) * self.scale() + self.offset()
-
-    def offset(self) -> np.ndarray:
-        return np.zeros(self.dim)
-
-    def bounds(self, raw_mean: np.ndarray, half_encoded: np.ndarray,
-               value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Physical (low, high) of the interval raw_mean -/+ half_encoded (encoded units)
-        around the decoded ``value``: value -/+ half_encoded * |scale| for a linear encoding."""
-        half = np.asarray(half_encoded) * np.abs(self.scale())
-        return value - half, value + half
-
-    def align(self, pred, target):
-        """Return ``target`` replaced by its physically equivalent version closest to ``pred``.
-
-        Both are torch tensors (batch, d) in encoded units. The default is the identity; tasks
-        with symmetric targets (orientations under a point group) override it so that the loss
-        does not punish a prediction that differs from the truth by a symmetry.
-        """
-        return target
-
-    def align_numpy(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """:meth:`align` for numpy arrays (calibration and evaluation)."""
-        import torch
-
-        return self.align(torch.as_tensor(np.asarray(pred, dtype=np.float64)),
-                          torch.as_tensor(np.asarray(target, dtype=np.float64))).numpy()
-
-
-class LinearTargets(Targets):
-    """Scalar parameters of a space, each mapped from its bounds onto [0, 1]: linearly, or
-    logarithmically for the columns named in ``log`` (a positive quantity whose error grows
-    with its size, such as a count: the loss then weighs relative errors, and the calibrated
-    interval is relative, asymmetric in physical units). ``scale``/``offset`` describe the
-    encoding in the encoded variable (ln of the value for log columns)."""
-
-    def __init__(self, space: ParameterSpace, columns: tuple[str, ...] | None = None,
-                 log: tuple[str, ...] = ()) -> None:
-        self.space = space
-        self.columns = tuple(columns or space.names)
-        self.units = tuple(space[n].unit for n in self.columns)
-        unknown = set(log) - set(self.columns)
-        if unknown:
-            raise ValueError(f"log-encoded columns {sorted(unknown)} are not targets")
-        self.log = np.array([n in log for n in self.columns])
-        low = np.array([space[n].low for n in self.columns], dtype=np.float64)
-        high = np.array([space[n].high for n in self.columns], dtype=np.float64)
-        if np.any(self.log & (low <= 0)):
-            raise ValueError("log-encoded targets need a positive lower bound")
-        with np.errstate(divide="ignore"):
-            low = np.where(self.log, np.log(np.where(self.log, low, 1.0)), low)
-            high = np.where(self.log, np.log(np.where(self.log, high, 1.0)), high)
-        self._low = low
-        span = high - low
-        self._span = np.where(span > 0, span, 1.0)
-
-    def scale(self) -> np.ndarray:
-        return self._span.copy()
-
-    def offset(self) -> np.ndarray:
-        return self._low.copy()
-
-    def _physical(self, z: np.ndarray) -> np.ndarray:
-        return np.where(self.log, np.exp(np.where(self.log, z, 0.0)), z)
-
-    def encode(self, record: Record) -> np.ndarray:
-        cols = np.stack([np.asarray(record[n], dtype=np.float64) for n in self.columns], 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cols = np.where(self.log, np.log(np.where(self.log, cols, 1.0)), cols)
-        return (cols - self._low) / self._span
-
-    def decode(self, y: np.ndarray) -> Record:
-        phys = self._physical(np.asarray(y, dtype=np.float64) * self._span + self._low)
-        return {n: phys[:, j] for j, n in enumerate(self.columns)}
-
-    def columns_physical(self, record: Record) -> np.ndarray:
-        return np.stack([np.asarray(record[n], dtype=np.float64) for n in self.columns], 1)
-
-    def bounds(self, raw_mean, half_encoded, value):
-        low = self._physical((np.asarray(raw_mean) - half_encoded) * self._span + self._low)
-        high = self._physical((np.asarray(raw_mean) + half_encoded) * self._span + self._low)
-        return low, high
+    n: int
+    epochs: int
+    train_minutes: float
+    workers: int = 2
+    shard_size: int = 128
+    seed: int = 0
+    train: dict = field(default_factory=dict)
+    n_files: int = 4
+    baseline_n: int = 0
+    baseline_kwargs: dict = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -158,33 +70,59 @@ class Task(ABC):
     paper: str
     infers: str
     space: ParameterSpace
-    targets: Targets
+    #: the encoding of the regression targets (None for a learner without targets)
+    targets: Targets | None = None
     model: ModelSpec
+    #: the stored array the network reads
     observable: str = "image"
-    #: how the network is trained and read: "regression" (targets, heteroscedastic head,
-    #: conformal intervals; :mod:`retroscope.train.module`) or "detection" (objects with
-    #: classes, boxes and masks; :class:`DetectionTask`, :mod:`retroscope.train.detection`)
-    learner: str = "regression"
+    #: further stored arrays that hold a sample's labels (e.g. a table of objects); the
+    #: dataset reads them with the parameters for the learner's training targets
+    label_keys: tuple[str, ...] = ()
+    #: how the network is trained and read: a learner registered by name, or a Learner object
+    learner: Any = "regression"
     #: flips of the network input (tuples of tensor dims) that map a valid observation onto
     #: another with the same targets (a mirror symmetry of the physics); predictions average
     #: over them (test-time symmetrisation), calibration included
     input_flips: tuple[tuple[int, ...], ...] = ()
+    #: prediction columns a person reads first (demo tables); empty: the learner's choice
+    headline_columns: tuple[str, ...] = ()
+    #: simulation settings (frozen dataclass, hashed into the manifest) or None
+    settings: Any = None
+    #: reading settings (frozen dataclass, recorded in a run, not in the data) or None
+    view: Any = None
 
+    # -- settings -------------------------------------------------------------------------
     def config(self) -> dict:
         """Simulation settings that change the stored data (hashed into the manifest)."""
-        return {}
+        from retroscope.core.config import settings_dict
 
-    def with_config(self, **overrides: Any) -> Task:
-        """A copy of the task with some simulation settings changed."""
-        raise NotImplementedError(f"task {self.name} has no configurable simulation settings")
+        return {} if self.settings is None else settings_dict(self.settings)
 
     def view_config(self) -> dict:
         """Reading settings that shape the network's input but not the stored data (e.g. a
         crop): recorded in a run when it is trained (``retroscope train --view JSON``) and
         given back to ``with_config`` when the run is opened, so a run always reads its
-        inputs the way it was trained. Empty by default."""
-        return {}
+        inputs the way it was trained."""
+        from retroscope.core.config import settings_dict
 
+        return {} if self.view is None else settings_dict(self.view)
+
+    def with_config(self, **overrides: Any) -> Task:
+        """A copy of the task with some settings changed (simulation or reading settings;
+        nested ones by their own name when unambiguous). Unknown names and wrong types are
+        refused with the setting named."""
+        from retroscope.core.config import apply_overrides
+
+        if not overrides:
+            return self
+        settings, view = apply_overrides(self.settings, self.view, overrides, owner=self.name)
+        return self.from_settings(settings, view)
+
+    def from_settings(self, settings: Any, view: Any) -> Task:
+        """The task built from its settings and view dataclasses (see ``with_config``)."""
+        raise NotImplementedError(f"task {self.name} has no configurable settings")
+
+    # -- simulation and the network's input ---------------------------------------------
     @abstractmethod
     def simulate(self, params: Record, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Simulate a batch: ``params`` holds n rows; every returned array has leading dim n.
@@ -211,10 +149,23 @@ class Task(ABC):
         return self.network_view(self.network_input(observable))
 
     def observe(self, train: bool) -> Callable | None:
-        """Online imperfections applied in the DataLoader (``retroscope.core.observe``),
-        between ``network_input`` and ``network_view``."""
+        """Online imperfections applied in the DataLoader (a ``Transform`` of
+        :mod:`retroscope.core.observe`), between ``network_input`` and ``network_view``;
+        None: none."""
         return None
 
+    # -- training -------------------------------------------------------------------------
+    def training_defaults(self) -> dict:
+        """``TrainConfig`` fields this task trains with unless told otherwise (e.g.
+        ``{"batch_size": 4, "lr": 5e-3}``), over the learner's defaults. Empty by default."""
+        return {}
+
+    def tuning_space(self) -> tuple | None:
+        """The hyperparameters ``retroscope tune`` searches (``Hyperparameter`` objects of
+        :mod:`retroscope.train.tune`), e.g. a paper's table; None: the learner's default."""
+        return None
+
+    # -- experimental files ---------------------------------------------------------------
     def preprocess(self, image: np.ndarray, settings: dict | None = None) -> np.ndarray:
         """Turn an experimental 2D array into the form of a stored observable (H, W)."""
         return np.asarray(image, dtype=np.float32)
@@ -228,7 +179,7 @@ class Task(ABC):
         """Experimental inputs: ([(label, source file, observable, context)], failures
         [(label, reason)]). The default reads every frame of every file as one observable;
         a task whose measurement spans several files (e.g. absorption triplets) overrides it."""
-        from retroscope.infer.readers import ReadError, read_images
+        from retroscope.io.readers import ReadError, read_images
 
         items, failures = [], []
         for path in paths:
@@ -244,11 +195,7 @@ class Task(ABC):
                     failures.append((label, str(exc)))
         return items, failures
 
-    def to_frame(self, obj: dict, context: dict) -> dict:
-        """A described object in the experimental frame's units (``context`` from
-        :meth:`read_experimental`), without its mask (detection tasks)."""
-        return {k: v for k, v in obj.items() if k != "mask"}
-
+    # -- evaluation -----------------------------------------------------------------------
     def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
         """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
         return {}
@@ -258,6 +205,16 @@ class Task(ABC):
         (an RMS percentage, per-bin statistics); JSON-able."""
         return {}
 
+    def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:
+        """Task-specific evaluation plots (``metrics`` from :meth:`metrics`); returns paths."""
+        return []
+
+    def baseline(self, **kwargs):
+        """The classical method the network is compared with (an object with ``compare``),
+        or None."""
+        return None
+
+    # -- describing answers ---------------------------------------------------------------
     def describe_prediction(self, row: dict) -> dict:
         """Extra human-readable columns for one decoded prediction (e.g. a rotation angle)."""
         return {}
@@ -266,8 +223,9 @@ class Task(ABC):
         """Short human-readable summary of one true parameter row (demo tables)."""
         return {k: np.round(np.asarray(v), 3).tolist() for k, v in row.items()}
 
-    def demo_settings(self) -> dict:
-        """Sizes for ``retroscope demo``: n, epochs, train_minutes, baseline_n, ..."""
+    # -- demo -----------------------------------------------------------------------------
+    def demo_settings(self) -> DemoSettings:
+        """Sizes for ``retroscope demo``."""
         raise NotImplementedError(f"task {self.name} has no demo")
 
     def demo_preprocess_settings(self) -> dict:
@@ -278,7 +236,7 @@ class Task(ABC):
         """Write ``n`` samples of the test split (``test``, a ShardDataset) as the files a lab
         would have, for ``retroscope demo`` to predict on; returns (paths, truth per sample).
         Default: each observable as a PNG, and all of them in one CXI file."""
-        from retroscope.infer.readers import write_cxi, write_png
+        from retroscope.io.readers import write_cxi, write_png
 
         files, truth, frames = [], [], []
         for i in range(n):
@@ -293,15 +251,6 @@ class Task(ABC):
         write_cxi(cxi, np.stack(frames))
         return files + [cxi], truth
 
-    def baseline(self, **kwargs):
-        """The classical method the network is compared with (an object with ``compare``),
-        or None."""
-        return None
-
-    def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:
-        """Task-specific evaluation plots (``metrics`` from :meth:`metrics`); returns paths."""
-        return []
-
 
 class DetectionTask(Task):
     """A task whose network finds objects: per object a class, a score, a box and a mask
@@ -315,11 +264,10 @@ class DetectionTask(Task):
     """
 
     learner = "detection"
-    targets = None
     #: class names; label k (1-based, 0 is the background) is ``classes[k - 1]``
     classes: tuple[str, ...]
-    #: stored data arrays that describe the true objects of a sample
-    label_keys: tuple[str, ...]
+    #: whether :meth:`refine` changes detections (a model fit seeded by the network)
+    refines: bool = False
 
     @abstractmethod
     def detection_target(self, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -337,9 +285,6 @@ class DetectionTask(Task):
         holds numpy boxes, scores, labels and soft masks (n, H, W). Every dict has "class",
         "score", "box" and "shape_score" (larger = less like the training objects)."""
 
-    #: whether :meth:`refine` changes detections (a model fit seeded by the network)
-    refines: bool = False
-
     def refine(self, image: np.ndarray, detection: dict, score_threshold: float) -> dict:
         """A physics-model refinement of one input's detections (same keys; the task may add
         its own, which :meth:`describe_objects` reads). The default changes nothing."""
@@ -351,57 +296,22 @@ class DetectionTask(Task):
         return {}
 
     def interval_unit(self, name: str) -> str:
+        """The unit the calibrated half-width of parameter ``name`` is stated in."""
         return ""
 
     def parameter_error(self, name: str, predicted: float, true: float) -> float:
         """Signed error of one parameter (an angle task overrides it for periodicity)."""
         return float(predicted) - float(true)
 
+    def to_frame(self, obj: dict, context: dict) -> dict:
+        """A described object in the experimental frame's units (``context`` from
+        :meth:`read_experimental`), without its mask."""
+        return {k: v for k, v in obj.items() if k != "mask"}
 
-_REGISTRY: dict[str, Task] = {}
-_LOADED = False
-
-
-class UnknownTaskError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def register_task(task: Task) -> Task:
-    """Add a task to the registry (a task registered twice under one name is an error)."""
-    if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
-        raise ValueError(f"a different task is already registered as {task.name!r}")
-    _REGISTRY[task.name] = task
-    return task
-
-
-def _load() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    importlib.import_module("retroscope.tasks")
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        try:
-            task = ep.load()
-            register_task(task() if isinstance(task, type) else task)
-        except Exception as exc:  # a broken plugin must not break the other tasks
-            warnings.warn(f"task entry point {ep.name!r} ({ep.value}) failed to load: {exc}",
-                          stacklevel=2)
-
-
-def get_task(name: str) -> Task:
-    _load()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownTaskError(
-            f"unknown task {name!r}; registered tasks: {', '.join(sorted(_REGISTRY)) or 'none'}"
-        ) from None
-
-
-def list_tasks() -> list[Task]:
-    _load()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    def evaluate_objects(self, images, labels, objects, matches, plot_dir,
+                         refined=None) -> dict:
+        """The task's own comparison of matched objects on an evaluation split (e.g. fitted
+        parameters against a conventional method), JSON-able, with its plots written to
+        ``plot_dir``; ``refined`` = (objects, matches) of refined detections where the
+        predictor refines. Empty by default."""
+        return {}

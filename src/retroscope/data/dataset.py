@@ -22,18 +22,22 @@ SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6)}
 
 
 class ShardDataset(Dataset):
-    """Rows of one split of a dataset directory: ``(input (C,H,W), target (d,))`` tensors, or
-    for a detection task ``(input, {"boxes", "labels", "masks"})`` built from the stored
-    label arrays by ``task.detection_target`` (the online observer then changes the input's
-    values only, never its geometry, so the labels stay true).
+    """Rows of one split of a dataset directory: ``(input (C, H, W), target)`` tensors.
+
+    The target of a row is what the ``learner`` trains on (``learner.targets(task, params,
+    labels)``, computed once for the split: encoded parameters for a regression, boxes and
+    masks for a detector); without a learner, items are the inputs alone. ``params`` holds
+    every row's physical parameters and ``labels`` the task's stored label arrays
+    (``task.label_keys``).
 
     ``observer`` (an ``OnlineObserver``) applies the online imperfections with a generator
     seeded by (seed, epoch, row index); call :meth:`set_epoch` to draw new ones each epoch.
+    It changes the input's values only, never its geometry, so the labels stay true.
     ``in_memory`` reads the whole split once (fast for small sets on a laptop).
     """
 
     def __init__(self, root: Path, task: Task, split: Split = "train", observer=None,
-                 in_memory: bool = False, limit: int | None = None) -> None:
+                 in_memory: bool = False, limit: int | None = None, learner=None) -> None:
         self.root = Path(root)
         self.task = task
         self.observer = observer
@@ -62,13 +66,10 @@ class ShardDataset(Dataset):
         self.index = index
         self._files: dict[int, h5py.File] = {}
         self._cache = None
-        self.detection = getattr(task, "learner", "regression") == "detection"
-        if self.detection:
-            self.params = self._read_params()
-            self.targets = None
-            self.labels = self._read_labels()
-        else:
-            self.targets = self._read_targets()
+        self.params = self._read_params()
+        self.labels = {key: self._read_data(key) for key in task.label_keys}
+        self.targets = None if learner is None else learner.targets(task, self.params,
+                                                                     self.labels)
         if in_memory:
             self._cache = self._read_all()
 
@@ -92,24 +93,8 @@ class ShardDataset(Dataset):
         return groups
 
     def _read_params(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for shard, positions in self._by_shard().items():
-            rows = [self.index[p][1] for p in positions]
-            with h5py.File(self.root / self.manifest.shards[shard].file, "r") as f:
-                for name in self.task.space.names:
-                    values = f["params"][name][()][rows]
-                    if name not in out:
-                        out[name] = np.empty((len(self.index),) + values.shape[1:])
-                    out[name][positions] = values
-        return out
-
-    def _read_targets(self) -> np.ndarray:
-        self.params = self._read_params()
-        return self.task.targets.encode(self.params).astype(np.float32)
-
-    def _read_labels(self) -> dict[str, np.ndarray]:
-        """The task's label arrays (``task.label_keys``) of every row, in memory."""
-        return {key: self._read_data(key) for key in self.task.label_keys}
+        return {name: self._read_column("params", name, np.float64)
+                for name in self.task.space.names}
 
     def labels_row(self, i: int) -> dict[str, np.ndarray]:
         return {key: values[i] for key, values in self.labels.items()}
@@ -118,18 +103,27 @@ class ShardDataset(Dataset):
         return self._read_data(self.task.observable)
 
     def _read_data(self, key: str) -> np.ndarray:
-        first = None
+        return self._read_column("data", key)
+
+    def _read_column(self, group: str, key: str, dtype=None) -> np.ndarray:
+        """``/group/key`` of every row of the split, in row order; a shard that cannot be read
+        or lacks the array is named in the error."""
+        out = None
         for shard, positions in self._by_shard().items():
             rows = [self.index[p][1] for p in positions]
             path = self.root / self.manifest.shards[shard].file
-            with h5py.File(path, "r") as f:
-                if key not in f["data"]:
-                    raise DatasetError(f"{path}: no /data/{key} (the task needs it)")
-                values = f["data"][key][()][rows]
-            if first is None:
-                first = np.empty((len(self.index),) + values.shape[1:], dtype=values.dtype)
-            first[positions] = values
-        return first
+            try:
+                with h5py.File(path, "r") as f:
+                    if key not in f.get(group, {}):
+                        raise DatasetError(f"{path}: no /{group}/{key} (the task needs it)")
+                    values = f[group][key][()][rows]
+            except OSError as exc:
+                raise DatasetError(f"{path}: unreadable shard ({exc})") from exc
+            if out is None:
+                out = np.empty((len(self.index),) + values.shape[1:],
+                               dtype=dtype or values.dtype)
+            out[positions] = values
+        return out
 
     def observable(self, i: int) -> np.ndarray:
         if self._cache is not None:
@@ -137,15 +131,12 @@ class ShardDataset(Dataset):
         shard, row = self.index[i]
         return self._file(shard)["data"][self.task.observable][row]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int):
         x = torch.from_numpy(self.task.network_input(self.observable(i)))
         if self.observer is not None:
             x = self.observer(x, index=i, epoch=self.epoch)
         x = torch.as_tensor(self.task.network_view(x.numpy()))
-        if self.detection:
-            target = self.task.detection_target(self.labels_row(i))
-            return x, {k: torch.from_numpy(np.asarray(v)) for k, v in target.items()}
-        return x, torch.from_numpy(self.targets[i])
+        return x if self.targets is None else (x, self.targets[i])
 
     def __getstate__(self):
         state = self.__dict__.copy()

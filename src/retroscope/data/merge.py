@@ -33,7 +33,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _full_config(task_name: str, config: dict) -> dict:
     """``config`` with every setting the task now has, defaults filled in."""
-    from retroscope.core.task import get_task
+    from retroscope.core.registry import get_task
 
     task = get_task(task_name)
     if config == task.config():

@@ -2,8 +2,8 @@
 
 A dataset directory holds ``manifest.json`` and ``shards/shard-NNNNN.h5``. Each shard is written
 by exactly one process, to a temporary name first, and moved into place with ``os.replace``
-only when complete, so a shard file that exists is always whole (HDF5 has no safe concurrent
-writers without MPI; SWMR allows one). The manifest records the task, its parameter space and
+(:func:`retroscope.io.atomic.atomic_write`) only when complete, so a shard file that exists is
+always whole (HDF5 has no safe concurrent writers without MPI; SWMR allows one). The manifest records the task, its parameter space and
 simulation settings, their hash, the code version, and per shard its seed (a
 ``numpy.random.SeedSequence`` spawn key) and row count. Only the driver process writes the
 manifest, also atomically.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 
 from retroscope import __version__
+from retroscope.io.atomic import atomic_write, json_default, write_json_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -44,26 +44,8 @@ class DatasetError(RuntimeError):
 
 def config_hash(payload: dict) -> str:
     """SHA-256 of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, complex):
-        return [obj.real, obj.imag]
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -176,8 +158,8 @@ def write_shard(path: Path, params: dict[str, np.ndarray], data: dict[str, np.nd
     for key, arr in {**params, **data}.items():
         if len(arr) != rows:
             raise DatasetError(f"{path.name}: field {key!r} has {len(arr)} rows, expected {rows}")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for key, arr in params.items():
                 f.create_dataset(f"params/{key}", data=np.asarray(arr, dtype=np.float64))
@@ -189,10 +171,8 @@ def write_shard(path: Path, params: dict[str, np.ndarray], data: dict[str, np.nd
             for key, value in attrs.items():
                 f.attrs[key] = value
             f.attrs["rows"] = rows
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
 
 
 def shard_is_complete(path: Path, rows: int, config_hash_value: str) -> bool:

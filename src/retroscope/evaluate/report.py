@@ -1,103 +1,21 @@
-"""``retroscope evaluate``: score a run on a split of a dataset, with plots and the baseline.
+"""``retroscope evaluate``: score a run on a split of a dataset.
 
-Writes ``metrics.json`` (and plots under ``plots/``) into the run directory or ``out``:
-per target column the RMSE and the measured coverage of the calibrated intervals; the task's
-own per-sample metrics summarised by median, 90th percentile and mean; the fraction flagged as
-out of distribution; and, when asked, the task's classical baseline on a few samples.
+The run's learner measures what its kind of network can be held to (a regression: errors and
+interval coverage per target, the task's metrics, the classical baseline; a detector: COCO mAP,
+object recall, per-object interval coverage, the task's own comparison) and writes
+``metrics.json`` and ``plots/`` into the run directory or ``out``.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
-
-from retroscope.data.shards import write_json_atomic
-
-
-def summarise(values: np.ndarray) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {"median": float(np.median(v)), "p05": float(np.percentile(v, 5)),
-            "p90": float(np.percentile(v, 90)), "p95": float(np.percentile(v, 95)),
-            "mean": float(np.mean(v)), "max": float(np.max(v)), "n": int(v.size)}
+from retroscope.runs import run_learner
 
 
 def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = None,
-             baseline_n: int = 0, baseline_kwargs: dict | None = None,
-             progress: bool = True) -> dict:
-    from retroscope.data.dataset import ShardDataset
-    from retroscope.evaluate import plots
-    from retroscope.infer.predictor import Predictor
-
-    run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir
-    plot_dir = out / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor(run_dir)
-    task = predictor.task
-    dataset = ShardDataset(data, task, split, in_memory=True)
-    x = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
-    t0 = time.perf_counter()
-    pred = predictor.predict_inputs(x)
-    seconds = time.perf_counter() - t0
-
-    targets = task.targets
-    true_cols = targets.columns_physical(dataset.params)
-    inside = pred.covers(targets, dataset.params)
-    per_target = {
-        name: {"unit": unit,
-               "rmse": float(np.sqrt(np.mean((pred.value[:, j] - true_cols[:, j]) ** 2))),
-               "coverage": float(inside[:, j].mean())}
-        for j, (name, unit) in enumerate(zip(targets.columns, targets.units))
-    }
-    task_metrics = task.metrics(dataset.params, pred.record)
-    metrics = {
-        "split": split, "n": len(dataset), "data": str(data),
-        "nominal_coverage": predictor.calibrator.level,
-        "coverage_mean": float(inside.mean()),
-        "targets": per_target,
-        "task_metrics": {k: summarise(v) for k, v in task_metrics.items()},
-        "task_summary": task.summary_metrics(dataset.params, pred.record),
-        "ood_fraction": float(pred.ood_flag.mean()),
-        "inference_ms_per_sample": 1e3 * seconds / len(dataset),
-    }
-    written = [
-        plots.predicted_vs_true(true_cols, pred.value, list(targets.columns),
-                                list(targets.units), plot_dir / "predicted_vs_true.png",
-                                low=pred.low, high=pred.high,
-                                coverage=inside.mean(axis=0).tolist()),
-    ]
-    written += task.plots(dataset.params, pred.record, plot_dir, task_metrics)
-    if baseline_n > 0:
-        metrics["baseline"] = run_baseline(task, dataset, pred, baseline_n, plot_dir,
-                                           baseline_kwargs or {}, progress,
-                                           network_sims=_training_simulations(run_dir))
-    metrics["plots"] = [str(p) for p in written]
-    write_json_atomic(out / "metrics.json", metrics)
-    dataset.close()
-    return metrics
-
-
-def _training_simulations(run_dir: Path) -> int | None:
-    """Simulations the network cost: its training set (and validation set) size."""
-    import json
-
-    path = Path(run_dir) / "train_summary.json"
-    if not path.exists():
-        return None
-    summary = json.loads(path.read_text())
-    return int(summary.get("n_train", 0) + summary.get("n_val", 0))
-
-
-def run_baseline(task, dataset, pred, n: int, plot_dir: Path, kwargs: dict,
-                 progress: bool, network_sims: int | None = None) -> dict:
-    """Run the task's classical method on the first ``n`` samples and compare."""
-    baseline = task.baseline(**kwargs)
-    if baseline is None:
-        return {"available": False}
-    idx = np.arange(min(n, len(dataset)))
-    observables = [dataset.observable(int(i)) for i in idx]
-    truth = {k: v[idx] for k, v in dataset.params.items()}
-    return baseline.compare(observables, truth, {k: v[idx] for k, v in pred.record.items()},
-                            plot_dir=plot_dir, progress=progress, network_sims=network_sims)
+             **options) -> dict:
+    """The metrics of run ``run_dir`` on ``split`` of ``data``; ``options`` are the learner's
+    own (``baseline_n`` and ``baseline_kwargs`` for a regression, ``refine`` for a detector;
+    others are refused)."""
+    return run_learner(run_dir).evaluate(Path(run_dir), Path(data), split, out=out, **options)

@@ -1,1 +1,1 @@
-"""retroscope.infer"""
+"""retroscope.infer: answers for experimental files from a trained run (:mod:`.batch`)."""

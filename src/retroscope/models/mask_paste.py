@@ -9,13 +9,13 @@ coordinates whose pixel k covers [k, k + 1] (centre k + 0.5), so bin i holds the
 x1 + (i + 0.5) bw / M + 0.5: the learnt mask is the image seen half a pixel to the right
 (and below) of its box. (With a tight box, the target's window therefore misses the left and
 top half pixel of the object and takes half a pixel of nothing on the other sides, which no
-paste can restore. On the clouds task this is not what makes the network's masks narrow:
-12-minute runs with either kind of target give widths 1.4-1.6 px short.)
+paste can restore. On simulated atom-cloud shots this is not what makes the network's masks
+narrow: 12-minute runs with either kind of target give widths 1.4-1.6 px short.)
 
 torchvision's inference paste (``paste_masks_in_image``, the legacy Detectron recipe) does
 not undo this; it also truncates the box corners to whole pixels and stretches the mask over
 int(width + 1) pixels, so every mask lands shifted by a random fraction of a pixel and about
-one pixel too wide. On 600 simulated cloud shots (``clouds`` task, 128 px) that recipe gave
+one pixel too wide. On 600 simulated atom-cloud shots (128 px) that recipe gave
 mask centres a median bias of -0.13 px and a network-only mask mAP of 0.63; this paste, the
 exact inverse of the training geometry, gives a bias of +0.02 px and a mask mAP of 0.70 with
 the same weights.

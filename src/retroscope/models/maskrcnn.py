@@ -1,7 +1,7 @@
 """Mask R-CNN (He et al., ICCV 2017) for single-channel optical-depth images.
 
-The "clouds" task segments ultracold atom clouds (MOT, ODT, BEC) as in Hofer et al.,
-Mach. Learn.: Sci. Technol. 2, 045008 (2021), who trained torchvision's
+Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021) segment absorption images of
+ultracold atoms with torchvision's
 ``maskrcnn_resnet50_fpn``. :func:`build_maskrcnn` builds that architecture (ResNet + FPN
 backbone, RPN, box and mask heads) from torchvision's parts
 (a torchvision ResNet through ``backbone_utils._resnet_fpn_extractor`` and
@@ -35,7 +35,8 @@ https://pytorch.org/vision/stable/models/mask_rcnn.html) with what torchvision f
   torchvision's and the default, cuts half a pixel off the top and left of every object;
   ``"centred"`` does not) and the paste follows it;
 - anchors for small images: one size per FPN level, ``(16, 32, 64, 128, 256)`` px by default
-  instead of torchvision's ``(32, ..., 512)``, for 256 px frames with clouds of 5-80 px radius.
+  instead of torchvision's ``(32, ..., 512)``, for 256 px frames with objects of 5-80 px
+  radius.
 
 No weights are ever downloaded (``weights=None`` throughout).
 
@@ -73,7 +74,6 @@ from retroscope.models.registry import register_model
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
 NORMS: tuple[str, ...] = ("group", "frozen", "batch")
 MASK_PASTES: tuple[str, ...] = ("exact", "torchvision")
-CLASS_NAMES: tuple[str, ...] = ("MOT", "ODT", "BEC")
 DEFAULT_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((16,), (32,), (64,), (128,), (256,))
 
 # scalar settings of torchvision's FasterRCNN / MaskRCNN passed through unchanged
@@ -130,8 +130,8 @@ def _anchor_sizes(anchor_sizes: Sequence) -> tuple[tuple[int, ...], ...]:
 
 
 def build_maskrcnn(
+    num_classes: int,
     backbone: str = "resnet18",
-    num_classes: int = 1 + len(CLASS_NAMES),
     image_size: int | Sequence[int] = 256,
     image_mean: float | Sequence[float] = 0.0,
     image_std: float | Sequence[float] = 1.0,
@@ -153,7 +153,7 @@ def build_maskrcnn(
     latter is the structure of torchvision's ``maskrcnn_resnet50_fpn(weights=None,
     weights_backbone=None)`` used by Hofer et al. 2021, except the 1-channel stem and the
     normalisation layer; ``norm="batch"`` gives torchvision's exact layers);
-    ``num_classes``: classes including the background (4 = background, MOT, ODT, BEC);
+    ``num_classes``: classes including the background (e.g. 4 = background and 3 kinds);
     ``image_size``: the frame size in px, int or ``(height, width)``; images are not resized;
     ``image_mean``, ``image_std``: optical-depth statistics of the training set, a scalar or
     one value per channel; ``norm``: ``"group"``, ``"frozen"`` or ``"batch"``;

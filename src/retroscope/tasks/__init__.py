@@ -1,12 +1,6 @@
-"""Tasks shipped with retroscope; importing this package registers them."""
+"""The tasks shipped with retroscope, one folder each.
 
-from retroscope.core.task import register_task
-from retroscope.tasks.diffraction import TASK as _diffraction
-
-register_task(_diffraction)
-from retroscope.tasks.crystal import TASK as _crystal
-
-register_task(_crystal)
-from retroscope.tasks.clouds import TASK as _clouds
-
-register_task(_clouds)
+They are plugins like a lab's own: registered through the entry-point group
+``retroscope.tasks`` in ``pyproject.toml`` and found by :mod:`retroscope.core.registry`. This
+package imports none of them.
+"""

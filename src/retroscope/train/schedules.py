@@ -4,7 +4,7 @@ A run given ``--max-minutes`` is stopped by Lightning's ``Timer`` when its time 
 schedule that counts only steps then ends wherever the clock cut it: a one-cycle schedule at a
 high learning rate, a step schedule before its decays. The schedules here advance by whichever
 is further along, the steps taken or the fraction of the time budget used, so that a run stopped
-by the clock has still warmed up and annealed (measured need: 48 000 crystals took 4.7 min per
+by the clock has still warmed up and annealed (measured need: 48 000 images took 4.7 min per
 epoch instead of the planned 3.5, and the clock stopped a 14-epoch one-cycle run after 11 at a
 fifth of its peak rate: 4.18% instead of about 3%). Without a time limit each is exactly its
 step-counting counterpart.

@@ -1,5 +1,8 @@
 """``retroscope tune``: Bayesian optimisation of training hyperparameters, for any task.
 
+What is searched is the task's space (``Task.tuning_space``, e.g. a paper's table) or else its
+learner's; what is maximised is the learner's ``objective`` of each trial's training summary.
+
 Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021), Sec. 4: a Gaussian-process model
 of the validation score over the hyperparameters, warm-started with five quasi-random (Sobol)
 trials, then trials chosen by expected improvement. Here Optuna's ``GPSampler`` (Matérn-5/2
@@ -27,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retroscope.data.shards import write_json_atomic
+from retroscope.core.registry import learner_of
+from retroscope.io.atomic import write_json_atomic
 
 STUDY_FILE = "study.journal"
 
@@ -59,35 +63,11 @@ class Hyperparameter:
         return np.exp(v) if self.log else v
 
 
-#: the search space of the paper's Table 1 (SGD with a step learning-rate schedule)
-PAPER_SPACE = (Hyperparameter("lr", 1e-4, 9e-3, log=True),
-               Hyperparameter("momentum", 0.7, 0.92),
-               Hyperparameter("step_size", 3, 15, integer=True),
-               Hyperparameter("decay", 1e-3, 1.0, log=True))
-#: regression tasks train with AdamW and a one-cycle schedule: its peak rate and weight decay
-REGRESSION_SPACE = (Hyperparameter("lr", 1e-4, 1e-2, log=True),
-                    Hyperparameter("weight_decay", 1e-6, 1e-2, log=True))
-
-
-def default_space(task) -> tuple[Hyperparameter, ...]:
-    """The paper's Table 1 for detection tasks, (lr, weight decay) for regression tasks."""
-    return PAPER_SPACE if getattr(task, "learner", "regression") == "detection" else REGRESSION_SPACE
-
-
-def objective_of(summary: dict, learner: str) -> float:
-    """The score a trial reports: the best validation mean of box and mask mAP (detection,
-    maximised) or minus the best validation loss (regression)."""
-    key = "best_val_mean_map" if learner == "detection" else "best_val_loss"
-    value = summary.get(key)
-    if value is None or not np.isfinite(value):
-        raise RuntimeError(f"trial summary has no finite {key}")
-    return float(value) if learner == "detection" else -float(value)
-
-
 def run_trial(task_name: str, cfg: dict, out: str) -> dict:
     """Worker job: train one configuration from scratch into ``out``; return its summary."""
-    from retroscope.core.task import get_task
-    from retroscope.train.fit import TrainConfig, train
+    from retroscope.core.registry import get_task
+    from retroscope.train.config import TrainConfig
+    from retroscope.train.fit import train
 
     return train(get_task(task_name), TrainConfig(**cfg), Path(out), overwrite=True,
                  progress=False)
@@ -149,7 +129,8 @@ def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    space = tuple(space or default_space(task))
+    learner = learner_of(task)
+    space = tuple(space or learner.tuning_space(task))
     fields = set(asdict(base))
     unknown = [h.name for h in space if h.name not in fields]
     if unknown:
@@ -163,7 +144,6 @@ def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=
             raise ValueError(f"{out} holds a study with other settings; use another --out")
     else:
         write_json_atomic(settings_file, settings)
-    learner = getattr(task, "learner", "regression")
     study = _study(out, seed, space)
     requeued = _requeue_interrupted(study)
     if requeued and console:
@@ -184,7 +164,7 @@ def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=
         for summary in executor.map(_run_trial_safely, jobs):
             trial = by_dir[summary["out"]]
             try:
-                value = objective_of(summary, learner)
+                value = learner.objective(summary)
             except RuntimeError as exc:
                 study.tell(trial, state=TrialState.FAIL)
                 if console:
@@ -194,7 +174,7 @@ def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=
             shutil.rmtree(Path(summary["out"]) / "checkpoints", ignore_errors=True)
             if console:
                 console.print(f"trial {trial.number}: {value:.4f}  {trial.params}")
-    return report(study, space, out, learner)
+    return report(study, space, out, learner.objective_name)
 
 
 def _run_trial_safely(task_name: str, cfg: dict, out: str) -> dict:
@@ -205,7 +185,7 @@ def _run_trial_safely(task_name: str, cfg: dict, out: str) -> dict:
     return {**summary, "out": out}
 
 
-def report(study, space, out: Path, learner: str) -> dict:
+def report(study, space, out: Path, objective: str) -> dict:
     """tuning.json and the two plots from the completed trials of a study."""
     from optuna.trial import TrialState
 
@@ -216,8 +196,7 @@ def report(study, space, out: Path, learner: str) -> dict:
     values = np.array([t.value for t in trials])
     best = trials[int(np.argmax(values))]
     result = {
-        "objective": "best validation mean of box and mask mAP" if learner == "detection"
-        else "minus the best validation loss",
+        "objective": objective,
         "best_value": best.value, "best_params": best.params, "best_trial": best.number,
         "n_complete": len(trials),
         "n_failed": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from retroscope.compute.campaign import generate
-from retroscope.core.task import get_task
+from retroscope.core.registry import get_task
 from retroscope.tasks.clouds.frames import Camera, absorption_shot, sample_probe
 from retroscope.tasks.clouds.profiles import Cloud, render_od
 from retroscope.tasks.clouds.task import CLOUD_COLUMNS, MAX_CLOUDS
@@ -65,7 +65,8 @@ def test_absorption_od_matches_the_column_density(task):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, task):
-    from retroscope.train.fit import TrainConfig, train
+    from retroscope.train.config import TrainConfig
+    from retroscope.train.fit import train
 
     root = tmp_path_factory.mktemp("clouds")
     generate(task, root / "data", 40, shard_size=20, seed=0, progress=False)
@@ -77,7 +78,7 @@ def trained(tmp_path_factory, task):
 
 
 def test_detection_run_directory_and_evaluation(trained):
-    from retroscope.evaluate.detection import evaluate_detection
+    from retroscope.learners.detection.evaluation import evaluate_detection
 
     root, summary = trained
     for name in ("config.json", "model.safetensors", "normalization.json", "calibration.json",
@@ -108,7 +109,7 @@ def test_recalibration_of_a_detection_run(trained, tmp_path):
     import shutil
 
     from retroscope.cli import app
-    from retroscope.infer.detection import DetectionPredictor
+    from retroscope.learners.detection.predictor import DetectionPredictor
 
     root, _ = trained
     run = tmp_path / "run"
@@ -135,8 +136,9 @@ def test_recalibration_of_a_detection_run(trained, tmp_path):
 
 
 def test_bf16_mixed_detection_run_saves_float32_weights_that_predict(trained, task, tmp_path):
-    from retroscope.infer.detection import DetectionPredictor
-    from retroscope.train.fit import TrainConfig, train
+    from retroscope.learners.detection.predictor import DetectionPredictor
+    from retroscope.train.config import TrainConfig
+    from retroscope.train.fit import train
 
     root, _ = trained
     cfg = TrainConfig(task="clouds", data=str(root / "data"), model="maskrcnn_resnet18_fpn",

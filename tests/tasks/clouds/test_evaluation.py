@@ -3,7 +3,7 @@ clouds."""
 
 import numpy as np
 
-from retroscope.core.task import get_task
+from retroscope.core.registry import get_task
 from retroscope.tasks.clouds.evaluation import gaussian_comparison
 from retroscope.tasks.clouds.task import CLOUD_COLUMNS, MAX_CLOUDS
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.special import i0
 
-from retroscope.core.task import get_task
-from retroscope.evaluate.detection import interval_coverage
+from retroscope.core.registry import get_task
+from retroscope.learners.detection.evaluation import interval_coverage
 from retroscope.tasks.clouds.profiles import LABEL_LEVEL, Cloud
 from retroscope.tasks.clouds.task import CLOUD_COLUMNS, MAX_CLOUDS, od_centroid
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from retroscope.core.task import get_task
+from retroscope.core.registry import get_task
 from retroscope.tasks.crystal.camera import EMCCD
 from retroscope.tasks.crystal.crop import CropBox, crop_to_crystal, crystal_box
 from retroscope.tasks.crystal.render import ImagingConfig, render_points

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from retroscope.compute.campaign import generate
-from retroscope.core.task import get_task
+from retroscope.core.registry import get_task
 from retroscope.data.dataset import ShardDataset
 from retroscope.infer.batch import combine_groups, group_key
 from retroscope.tasks.crystal.baseline import ImageMatching
@@ -69,7 +69,7 @@ def test_network_input_is_brightness_normalised(small):
 def test_with_config_round_trip_and_errors(small):
     again = get_task("crystal").with_config(**small.config())
     assert again.config() == small.config()
-    with pytest.raises(ValueError, match="unknown crystal settings"):
+    with pytest.raises(ValueError, match="unknown setting"):
         small.with_config(colour="green")
 
 
@@ -134,7 +134,8 @@ def test_sequences_are_grouped_and_combined():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, small):
-    from retroscope.train.fit import TrainConfig, train
+    from retroscope.train.config import TrainConfig
+    from retroscope.train.fit import train
 
     root = tmp_path_factory.mktemp("crystal-run")
     generate(small, root / "data", 120, shard_size=60, seed=0, progress=False)
@@ -148,7 +149,7 @@ def tiny_run(tmp_path_factory, small):
 def test_run_records_and_restores_its_input_view(tiny_run):
     import json
 
-    from retroscope.infer.predictor import Predictor
+    from retroscope.learners.regression.predictor import Predictor
 
     config = json.loads((tiny_run / "run" / "config.json").read_text())
     assert config["view"] == {"input_scale": 0.8, "zoom": False}
@@ -202,7 +203,8 @@ def test_symmetrised_prediction_is_flip_invariant(tiny_run, small):
 
     import torch
 
-    from retroscope.infer.predictor import Predictor, run_network
+    from retroscope.learners.regression.calibration import run_network
+    from retroscope.learners.regression.predictor import Predictor
 
     predictor = Predictor(tiny_run / "run", device="cpu")
     calib = json.loads((tiny_run / "run" / "calibration.json").read_text())

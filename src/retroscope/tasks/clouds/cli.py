@@ -29,7 +29,7 @@ def _rough_rois(rois_file: Path | None, run: Path | None, items) -> dict[str, li
         for label, entries in raw.items():
             out[label] = [(e["class"], [float(v) for v in e["box"]]) for e in entries]
         return out
-    from retroscope.infer.detection import DetectionPredictor
+    from retroscope.learners.detection.predictor import DetectionPredictor
     from retroscope.tasks.clouds.lab import _bin
 
     predictor = DetectionPredictor(run)

@@ -16,13 +16,12 @@ Image and annotation ids start at 1, category ids at 1 in the order given.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from retroscope.io.atomic import atomic_write
 from retroscope.tasks.clouds.geometry import Gaussian2D
 
 __all__ = ["coco_dataset", "rle_decode", "rle_encode", "write_coco_json"]
@@ -102,21 +101,11 @@ def coco_dataset(images: Sequence[dict], categories: Sequence[str] = CATEGORIES)
 
 
 def write_coco_json(path, dataset: dict, overwrite: bool = False) -> Path:
-    """Write ``dataset`` as JSON to ``path`` atomically: into a temporary file in the same
-    directory, flushed to disk, then renamed over ``path`` (os.replace), so a reader never sees
-    a half-written file. Refuses an existing ``path`` unless ``overwrite``."""
+    """Write ``dataset`` as JSON to ``path`` atomically
+    (:func:`~retroscope.io.atomic.atomic_write`), so a reader never sees a half-written file.
+    Refuses an existing ``path`` unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"path: {path} exists; pass overwrite=True to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would otherwise stick to the final file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(dataset, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(dataset), encoding="utf-8"))
     return path

@@ -24,13 +24,13 @@ mask and its atom number the background-subtracted OD summed over the mask.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from retroscope.core.params import ParameterSpace, Scalar
-from retroscope.core.task import DetectionTask, ModelSpec
+from retroscope.core.task import DemoSettings, DetectionTask, ModelSpec
 from retroscope.tasks.clouds.frames import Camera, absorption_shot, fluorescence_shot, sample_probe
 from retroscope.tasks.clouds.geometry import (
     Gaussian2D,
@@ -63,6 +63,19 @@ class Imaging:
     def atoms_per_od_px(self) -> float:
         sigma = cross_section_m2(self.wavelength_nm * 1e-9)
         return (self.object_pixel_um * 1e-6) ** 2 / sigma
+
+
+@dataclass(frozen=True)
+class CloudsSettings:
+    """What the stored shots depend on (``CloudsTask.settings``, hashed into the manifest):
+    frame shape (rows, cols), the most clouds of each kind (a prefix of ``CLOUD_KINDS``),
+    whether fluorescence shots are drawn too, and the imaging (its fields may be given flat:
+    ``with_config(object_pixel_um=4)``)."""
+
+    shape: tuple[int, int] = (128, 128)
+    max_per_kind: tuple[int, ...] = (1, 2, 1, 1)
+    fluorescence: bool = True
+    imaging: Imaging = Imaging()
 
 
 def od_centroid(od: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -152,8 +165,8 @@ class CloudsTask(DetectionTask):
         "box_batch_size_per_image": 32, "box_detections_per_img": 20,
         "fpn_channels": 64, "representation_size": 256,
         "aspect_ratios": [0.25, 0.5, 1.0, 2.0, 4.0]})
-    batch_size = 4  # the paper's
-    learning_rate = 5e-3
+    #: what a person reads first of each object (demo tables)
+    headline_columns = ("x0", "y0", "integrated_od")
 
     def __init__(self, shape: tuple[int, int] = (128, 128), max_per_kind: tuple = (1, 2, 1, 1),
                  fluorescence: bool = True, imaging: Imaging | None = None) -> None:
@@ -180,17 +193,13 @@ class CloudsTask(DetectionTask):
             params.append(Scalar("fluorescence", "", 0, 1, step=1, integer=True,
                                  doc="1: fluorescence shot, 0: absorption shot"))
         self.space = ParameterSpace(tuple(params))
+        self.settings = CloudsSettings(self.shape, self.max_per_kind, self.fluorescence,
+                                       self.imaging)
 
     # -- settings ------------------------------------------------------------------------
-    def config(self) -> dict:
-        return {"shape": list(self.shape), "max_per_kind": list(self.max_per_kind),
-                "fluorescence": self.fluorescence, "imaging": asdict(self.imaging)}
-
-    def with_config(self, **overrides) -> CloudsTask:
-        cfg = {**self.config(), **overrides}
-        imaging = cfg.pop("imaging")
-        return CloudsTask(imaging=Imaging(**imaging) if isinstance(imaging, dict) else imaging,
-                          **cfg)
+    def from_settings(self, settings: CloudsSettings, view=None) -> CloudsTask:
+        return CloudsTask(shape=settings.shape, max_per_kind=settings.max_per_kind,
+                          fluorescence=settings.fluorescence, imaging=settings.imaging)
 
     # -- simulation ----------------------------------------------------------------------
     def simulate_shot(self, row: dict, rng: np.random.Generator):
@@ -231,6 +240,20 @@ class CloudsTask(DetectionTask):
     def network_input(self, observable):
         x = np.clip(np.asarray(observable, dtype=np.float32), *OD_CLIP)
         return x[None] if x.ndim == 2 else x
+
+    # -- training ------------------------------------------------------------------------
+    def training_defaults(self) -> dict:
+        """The paper's recipe (Sec. 3): batch 4; SGD at 5e-3 from random weights here."""
+        return {"batch_size": 4, "lr": 5e-3}
+
+    def tuning_space(self) -> tuple:
+        """The search space of the paper's Table 1 (SGD with a step learning-rate schedule)."""
+        from retroscope.train.tune import Hyperparameter
+
+        return (Hyperparameter("lr", 1e-4, 9e-3, log=True),
+                Hyperparameter("momentum", 0.7, 0.92),
+                Hyperparameter("step_size", 3, 15, integer=True),
+                Hyperparameter("decay", 1e-3, 1.0, log=True))
 
     # -- labels --------------------------------------------------------------------------
     def clouds_of(self, labels: dict) -> list[Cloud]:
@@ -401,10 +424,9 @@ class CloudsTask(DetectionTask):
         return to_frame(obj, context)
 
     # -- demo ----------------------------------------------------------------------------
-    def demo_settings(self) -> dict:
-        return {"n": 600, "workers": 2, "shard_size": 100, "epochs": 3, "train_minutes": 3.0,
-                "batch_size": self.batch_size, "lr": self.learning_rate, "n_files": 4,
-                "train_kwargs": {"step_size": 2, "limit_val": 60}}
+    def demo_settings(self) -> DemoSettings:
+        return DemoSettings(n=600, shard_size=100, epochs=3, train_minutes=3.0,
+                            train={"step_size": 2, "limit_val": 60})
 
     def demo_files(self, test, files_dir, n):
         """Test shots written back as raw absorption triplets (16-bit TIFF: a flat probe of

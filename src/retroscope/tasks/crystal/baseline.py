@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from retroscope.tasks.crystal.task import DEFAULT_TEMPERATURE_MK, brightness_normalise
+from retroscope.tasks.crystal.formation import DEFAULT_TEMPERATURE_MK
+from retroscope.tasks.crystal.render import brightness_normalise
 
 
 @dataclass

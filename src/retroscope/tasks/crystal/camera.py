@@ -32,18 +32,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from retroscope.core.observe import (
-    TRANSFORMS,
     Compose,
     Filter,
     GaussianBlur,
     Identity,
     RandomChoice,
     Transform,
-    _check_range,
-    _rand,
-    _like,
-    _uniform,
+    register_transform,
 )
+from retroscope.core.observe.transform import check_range, like, rand, uniform
 
 __all__ = [
     "EMCCD",
@@ -89,8 +86,8 @@ def affine_image(x: Tensor, angle_deg: float = 0.0, factor: float = 1.0,
 
 
 def _check_factors(owner: object, low: float, high: float) -> None:
-    _check_range(owner, "low", low, 1e-3, 1e3)
-    _check_range(owner, "high", high, low, 1e3)
+    check_range(owner, "low", low, 1e-3, 1e3)
+    check_range(owner, "high", high, low, 1e3)
 
 
 @dataclass(frozen=True)
@@ -101,10 +98,10 @@ class Rotate(Filter):
     max_deg: float = 5.0
 
     def __post_init__(self) -> None:
-        _check_range(self, "max_deg", self.max_deg, 0.0, 180.0)
+        check_range(self, "max_deg", self.max_deg, 0.0, 180.0)
 
     def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
-        return {"angle_deg": _uniform(g, -self.max_deg, self.max_deg)}
+        return {"angle_deg": uniform(g, -self.max_deg, self.max_deg)}
 
     def apply(self, x: Tensor, angle_deg: float) -> Tensor:
         return affine_image(x, angle_deg=angle_deg)
@@ -123,7 +120,7 @@ class Magnify(Filter):
         _check_factors(self, self.low, self.high)
 
     def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
-        return {"factor": _uniform(g, self.low, self.high)}
+        return {"factor": uniform(g, self.low, self.high)}
 
     def apply(self, x: Tensor, factor: float) -> Tensor:
         return affine_image(x, factor=factor)
@@ -145,15 +142,15 @@ class Affine(Filter):
     max_shift_px: float = 5.0
 
     def __post_init__(self) -> None:
-        _check_range(self, "max_deg", self.max_deg, 0.0, 180.0)
+        check_range(self, "max_deg", self.max_deg, 0.0, 180.0)
         _check_factors(self, self.low, self.high)
-        _check_range(self, "max_shift_px", self.max_shift_px, 0.0, math.inf)
+        check_range(self, "max_shift_px", self.max_shift_px, 0.0, math.inf)
 
     def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
-        angle = _uniform(g, -self.max_deg, self.max_deg)
-        factor = _uniform(g, self.low, self.high)
-        dy = _uniform(g, -self.max_shift_px, self.max_shift_px)
-        dx = _uniform(g, -self.max_shift_px, self.max_shift_px)
+        angle = uniform(g, -self.max_deg, self.max_deg)
+        factor = uniform(g, self.low, self.high)
+        dy = uniform(g, -self.max_shift_px, self.max_shift_px)
+        dx = uniform(g, -self.max_shift_px, self.max_shift_px)
         return {"angle_deg": angle, "factor": factor, "shift_px": (dy, dx)}
 
     def apply(self, x: Tensor, angle_deg: float, factor: float,
@@ -166,7 +163,7 @@ class Affine(Filter):
 
 
 def _log_uniform(g: torch.Generator, low: float, high: float) -> float:
-    return math.exp(_uniform(g, math.log(low), math.log(high)))
+    return math.exp(uniform(g, math.log(low), math.log(high)))
 
 
 @dataclass(frozen=True)
@@ -208,22 +205,22 @@ class EMCCD(Filter):
     read_noise_high: float = 60.0
 
     def __post_init__(self) -> None:
-        _check_range(self, "photons_low", self.photons_low, 1e-6, math.inf)
-        _check_range(self, "photons_high", self.photons_high, self.photons_low, math.inf)
-        _check_range(self, "background_low", self.background_low, 0.0, math.inf)
-        _check_range(self, "background_high", self.background_high, self.background_low,
+        check_range(self, "photons_low", self.photons_low, 1e-6, math.inf)
+        check_range(self, "photons_high", self.photons_high, self.photons_low, math.inf)
+        check_range(self, "background_low", self.background_low, 0.0, math.inf)
+        check_range(self, "background_high", self.background_high, self.background_low,
                      math.inf)
-        _check_range(self, "gain_low", self.gain_low, 1.0, math.inf)
-        _check_range(self, "gain_high", self.gain_high, self.gain_low, math.inf)
-        _check_range(self, "read_noise_low", self.read_noise_low, 0.0, math.inf)
-        _check_range(self, "read_noise_high", self.read_noise_high, self.read_noise_low,
+        check_range(self, "gain_low", self.gain_low, 1.0, math.inf)
+        check_range(self, "gain_high", self.gain_high, self.gain_low, math.inf)
+        check_range(self, "read_noise_low", self.read_noise_low, 0.0, math.inf)
+        check_range(self, "read_noise_high", self.read_noise_high, self.read_noise_low,
                      math.inf)
 
     def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
         peak = _log_uniform(g, self.photons_low, self.photons_high)
-        background = _uniform(g, self.background_low, self.background_high)
-        gain = _uniform(g, self.gain_low, self.gain_high)
-        read_noise = _uniform(g, self.read_noise_low, self.read_noise_high)
+        background = uniform(g, self.background_low, self.background_high)
+        gain = uniform(g, self.gain_low, self.gain_high)
+        read_noise = uniform(g, self.read_noise_low, self.read_noise_high)
         dtype = torch.promote_types(x.dtype, torch.float32)
         rate = (peak * x.clamp_min(0.0) + background).to(device=g.device, dtype=dtype)
         counts = torch.poisson(rate, generator=g)
@@ -235,7 +232,7 @@ class EMCCD(Filter):
 
     def apply(self, x: Tensor, peak_photons: float, background_photons: float, gain: float,
               read_noise_e: float, electrons: Tensor, read_normal: Tensor) -> Tensor:
-        signal = _like(electrons, x) + read_noise_e * _like(read_normal, x)
+        signal = like(electrons, x) + read_noise_e * like(read_normal, x)
         return (signal - background_photons * gain) / (peak_photons * gain)
 
 
@@ -250,10 +247,10 @@ class Mirror(Filter):
     probability: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_range(self, "probability", self.probability, 0.0, 1.0)
+        check_range(self, "probability", self.probability, 0.0, 1.0)
 
     def draw(self, x: Tensor, g: torch.Generator) -> dict[str, Any]:
-        u = _rand(g, (2,))
+        u = rand(g, (2,))
         return {"flip_x": bool(u[0] < self.probability), "flip_z": bool(u[1] < self.probability)}
 
     def apply(self, x: Tensor, flip_x: bool, flip_z: bool) -> Tensor:
@@ -266,13 +263,13 @@ class Renormalise(Filter):
     """Brightness normalisation: divide the sample by its ``quantile`` (over all pixels and
     channels; dimensionless, 0.999 = the 99.9th percentile), so that this quantile becomes 1,
     and clamp to [0, 1]. Falls back to the maximum when the quantile is 0, and leaves an
-    all-zero sample unchanged, as :func:`~retroscope.tasks.crystal.task.brightness_normalise`
+    all-zero sample unchanged, as :func:`~retroscope.tasks.crystal.render.brightness_normalise`
     does for stored images. No random parameters."""
 
     quantile: float = 0.999
 
     def __post_init__(self) -> None:
-        _check_range(self, "quantile", self.quantile, 0.0, 1.0)
+        check_range(self, "quantile", self.quantile, 0.0, 1.0)
 
     def apply(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1)
@@ -281,12 +278,12 @@ class Renormalise(Filter):
         q = torch.quantile(flat.to(torch.promote_types(flat.dtype, torch.float32)),
                            self.quantile).to(x.dtype)
         top = torch.where(q > 0, q, flat.amax())
-        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
+        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.oneslike(top))
         return x / top
 
 
 for _cls in (Rotate, Magnify, Affine, EMCCD, Mirror, Renormalise):
-    TRANSFORMS[_cls.__name__] = _cls
+    register_transform(_cls)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ from retroscope.tasks.crystal.trap import (
 )
 
 
+#: secular temperature of a crystal whose parameters do not sample it (mK)
+DEFAULT_TEMPERATURE_MK = 10.0
+
+
 @dataclass(frozen=True)
 class FormationConfig:
     """Numerical settings of crystal formation (dimensionless times in 1/omega_z of Ca+).

@@ -411,7 +411,7 @@ def preprocess_lab_image(image: np.ndarray, settings: dict | None, imaging: Imag
     8. Brightness: ``brightness_density`` (arbitrary units, default not set): scale so that
        sum(non-zero pixels) / count(non-zero pixels) equals it (the paper's brightness-density
        normalisation). Not set: scale so that the 99.9th percentile is 1 (the network divides
-       by it in any case, :func:`~retroscope.tasks.crystal.task.brightness_normalise`).
+       by it in any case, :func:`~retroscope.tasks.crystal.render.brightness_normalise`).
 
     ``lab``, ``description`` and ``notes`` (strings) are accepted and ignored.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retroscope.evaluate.plots import _figure, _save
+from retroscope.plots import figure, save
 
 
 def bin_statistics(true: np.ndarray, pred: np.ndarray, bin_width: int = 10) -> dict:
@@ -38,7 +38,7 @@ def count_by_bin(true, pred, path, label: str = "n_ca", bin_width: int = 10,
     true = np.asarray(true, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
     stats = bin_statistics(true, pred, bin_width)
-    fig, (ax,) = _figure(1, 1, (5.5, 4.5))
+    fig, (ax,) = figure(1, 1, (5.5, 4.5))
     for row in stats["bins"]:
         sd = row["std"] or 0.0
         ax.add_patch(_rect(row["bin"] - 0.4 * bin_width, row["mean_pred"] - sd,
@@ -57,7 +57,7 @@ def count_by_bin(true, pred, path, label: str = "n_ca", bin_width: int = 10,
                  f"({rms_pct:.2f}%)", fontsize=9)
     ax.set_xlim(lo - bin_width, hi + bin_width)
     ax.set_ylim(lo - bin_width, hi + bin_width)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _rect(x, y, w, h):
@@ -73,10 +73,10 @@ def outlier_gallery(images, true, pred, path, n: int = 8) -> Path:
     err = pred - true
     order = np.argsort(err)
     pick = list(order[-(n // 2):][::-1]) + list(order[: n // 2])
-    fig, axes = _figure(2, max(1, n // 2), (1.8, 2.4))
+    fig, axes = figure(2, max(1, n // 2), (1.8, 2.4))
     for ax, i in zip(axes, pick):
         ax.imshow(np.asarray(images[i], dtype=np.float32), cmap="gray")
         ax.set_title(f"N={true[i]:.0f} -> {pred[i]:.0f}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save(fig, path)

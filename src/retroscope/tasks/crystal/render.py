@@ -120,3 +120,14 @@ def _deposit(r: np.ndarray, c: np.ndarray, w: np.ndarray, rows: int, cols: int) 
         ok = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
         out += np.bincount(rr[ok] * cols + cc[ok], weights=(w * ww)[ok], minlength=rows * cols)
     return out.reshape(rows, cols)
+
+
+def brightness_normalise(image: np.ndarray, quantile: float = 0.999) -> np.ndarray:
+    """Image / its ``quantile`` (the brightest ion spots), clipped to [0, 1], float32."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2D image, got shape {x.shape}")
+    top = float(np.quantile(x, quantile)) if x.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        top = float(x.max()) if x.size and x.max() > 0 else 1.0
+    return np.clip(x / top, 0.0, 1.0)

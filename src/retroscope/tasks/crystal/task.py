@@ -21,18 +21,66 @@ crystals and adds the dark-ion number to the targets.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from retroscope.core.params import ParameterSpace, Scalar
-from retroscope.core.task import LinearTargets, ModelSpec, Task
-from retroscope.tasks.crystal.formation import FormationConfig, form_crystal, form_crystals
-from retroscope.tasks.crystal.render import ImagingConfig, render
+from retroscope.core.targets import LinearTargets
+from retroscope.core.task import DemoSettings, ModelSpec, Task
+from retroscope.tasks.crystal.formation import (
+    DEFAULT_TEMPERATURE_MK,
+    FormationConfig,
+    form_crystal,
+    form_crystals,
+)
+from retroscope.tasks.crystal.render import ImagingConfig, brightness_normalise, render
 from retroscope.tasks.crystal.trap import OperatingPoint, get_species, get_trap
 
-DEFAULT_TEMPERATURE_MK = 10.0
+
+@dataclass(frozen=True)
+class CrystalRanges:
+    """The (low, high) ranges the crystal's parameters are sampled from."""
+
+    n_ca: tuple[int, int] = (30, 350)
+    v_rf: tuple[float, float] = (170.0, 300.0)
+    v_end: tuple[float, float] = (1.5, 3.5)
+    eta: tuple[float, float] = (0.240, 0.355)
+    temperature_mk: tuple[float, float] = (2.0, 20.0)
+    n_dark: tuple[int, int] = (0, 100)
+
+
+@dataclass(frozen=True)
+class CrystalSettings:
+    """What the stored images depend on (``CrystalTask.settings``, hashed into the manifest):
+    trap, parameter ranges, dark species (a name or a mass in u), the resolved targets, the
+    paper's grid or None, formation and imaging; nested fields may be given flat
+    (``with_config(n_dark=[0, 100], pixel_um=10)``)."""
+
+    trap: str = "oxford"
+    ranges: CrystalRanges = CrystalRanges()
+    dark: str | int | float | None = None
+    targets: tuple[str, ...] | None = None
+    grid: Literal["paper"] | None = None
+    formation: FormationConfig = FormationConfig()
+    imaging: ImagingConfig = ImagingConfig(shape=(160, 112))
+
+
+@dataclass(frozen=True)
+class CrystalView:
+    """How an image becomes the network's input (``CrystalTask.view``, not in the manifest):
+    the crop to the crystal on ``input_scale`` x the frame (None: the whole frame), and
+    whether the crystal's box is zoomed onto it."""
+
+    input_scale: float | None = 0.8
+    zoom: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_scale is not None and not 0.1 <= float(self.input_scale) <= 4.0:
+            raise ValueError(f"input_scale must lie in [0.1, 4] or be None, "
+                             f"got {self.input_scale!r}")
 
 
 class CrystalTask(Task):
@@ -69,14 +117,12 @@ class CrystalTask(Task):
         # the network's input: the crop to the crystal on input_scale x the frame (rounded
         # to multiples of 8 px), or the whole frame when None. A reading setting, not a
         # simulation one: it is not part of config() and stored data do not depend on it.
-        if input_scale is not None and not 0.1 <= float(input_scale) <= 4.0:
-            raise ValueError(f"input_scale must lie in [0.1, 4] or be None, got {input_scale!r}")
-        self.input_scale = None if input_scale is None else float(input_scale)
         # zoom: the crystal's box fills the input (True), or the input is a window of the
         # frame at its own 4 um/px centred on the crystal, so sizes in um are kept (False, the
         # default: 2.92% in an hour on 48k crystals against 3.20% zoomed on 24k, and it keeps
         # the size cue that flags out-of-range trap voltages and light dark ions)
-        self.zoom = bool(zoom)
+        self.view = CrystalView(None if input_scale is None else float(input_scale), bool(zoom))
+        self.input_scale, self.zoom = self.view.input_scale, self.view.zoom
         r = self.ranges
         params = [
             Scalar("n_ca", "ions", *r["n_ca"], step=10, integer=True,
@@ -103,42 +149,22 @@ class CrystalTask(Task):
         self.targets = LinearTargets(self.space, self.target_names,
                                      log=tuple(n for n in self.target_names
                                                if n == "n_ca" or n == "temperature_mk"))
+        self.settings = CrystalSettings(self.trap, CrystalRanges(**self.ranges), dark,
+                                        self.target_names, grid, self.formation, self.imaging)
 
     # -- configuration --------------------------------------------------------------------
-    def config(self) -> dict:
-        return {"trap": self.trap, "ranges": {k: list(v) for k, v in self.ranges.items()},
-                "dark": self._dark_key, "targets": list(self.target_names), "grid": self.grid,
-                "formation": self.formation.to_dict(), "imaging": self.imaging.to_dict()}
-
     def with_config(self, **overrides) -> CrystalTask:
-        cfg = self.config()
-        known = set(cfg) - {"ranges"} | set(cfg["ranges"]) | set(cfg["formation"]) \
-            | set(cfg["imaging"])
-        unknown = set(overrides) - known - {"ranges", "formation", "imaging", "input_scale",
-                                            "zoom"}
-        if unknown:
-            raise ValueError(f"unknown crystal settings {sorted(unknown)}; known: {sorted(known)}")
-        ranges = dict(cfg["ranges"])
-        ranges.update(overrides.get("ranges", {}))
-        ranges.update({k: v for k, v in overrides.items() if k in cfg["ranges"]})
-        form = dict(cfg["formation"])
-        form.update(overrides.get("formation", {}))
-        form.update({k: v for k, v in overrides.items() if k in cfg["formation"]})
-        imaging = dict(cfg["imaging"])
-        imaging.update(overrides.get("imaging", {}))
-        imaging.update({k: v for k, v in overrides.items() if k in cfg["imaging"]})
-        imaging["shape"] = tuple(imaging["shape"])
-        targets = overrides.get("targets", cfg["targets"])
-        dark = overrides.get("dark", cfg["dark"])
+        """As :meth:`Task.with_config`; a new ``dark`` without ``targets`` re-derives the
+        targets (n_dark joins them)."""
         if "dark" in overrides and "targets" not in overrides:
-            targets = None
-        return CrystalTask(trap=overrides.get("trap", self.trap), dark=dark,
-                           grid=overrides.get("grid", self.grid),
-                           targets=tuple(targets) if targets else None,
-                           formation=FormationConfig(**form), imaging=ImagingConfig(**imaging),
-                           input_scale=overrides.get("input_scale", self.input_scale),
-                           zoom=overrides.get("zoom", self.zoom),
-                           **{k: tuple(v) for k, v in ranges.items()})
+            overrides["targets"] = None
+        return super().with_config(**overrides)
+
+    def from_settings(self, settings: CrystalSettings, view: CrystalView) -> CrystalTask:
+        return CrystalTask(trap=settings.trap, dark=settings.dark, targets=settings.targets,
+                           formation=settings.formation, imaging=settings.imaging,
+                           grid=settings.grid, input_scale=view.input_scale, zoom=view.zoom,
+                           **asdict(settings.ranges))
 
     def paper_grid(self) -> ParameterSpace:
         """The paper's training grid (Sec. II A) at the default temperature, x 3 replicas:
@@ -189,9 +215,6 @@ class CrystalTask(Task):
         if self.input_scale is None:
             return tuple(self.imaging.shape)
         return tuple(max(8, 8 * round(self.input_scale * s / 8)) for s in self.imaging.shape)
-
-    def view_config(self) -> dict:
-        return {"input_scale": self.input_scale, "zoom": self.zoom}
 
     def network_view(self, x: np.ndarray) -> np.ndarray:
         """The automatic crop to the crystal (:func:`.crop.crop_to_crystal`), found in the
@@ -283,10 +306,10 @@ class CrystalTask(Task):
         return out
 
     # -- demo -----------------------------------------------------------------------------
-    def demo_settings(self) -> dict:
-        return {"n": 1200, "workers": 2, "shard_size": 50, "epochs": 12, "train_minutes": 3.0,
-                "batch_size": 32, "lr": 2e-3, "n_files": 4, "baseline_n": 2,
-                "baseline_kwargs": {"steps": [32, 8, 2]}}
+    def demo_settings(self) -> DemoSettings:
+        return DemoSettings(n=1200, shard_size=50, epochs=12, train_minutes=3.0,
+                            train={"batch_size": 32, "lr": 2e-3}, baseline_n=2,
+                            baseline_kwargs={"steps": [32, 8, 2]})
 
     def demo_preprocess_settings(self) -> dict:
         return {"pixel_um": self.imaging.pixel_um}
@@ -296,17 +319,6 @@ class CrystalTask(Task):
         return self.with_config(shape=(48, 40), pixel_um=10.0, n_snapshots=4,
                                 sample_periods=2.0, equilibrate_periods=1.0,
                                 micromotion_phases=2, n_ca=(10, 60))
-
-
-def brightness_normalise(image: np.ndarray, quantile: float = 0.999) -> np.ndarray:
-    """Image / its ``quantile`` (the brightest ion spots), clipped to [0, 1], float32."""
-    x = np.asarray(image, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2D image, got shape {x.shape}")
-    top = float(np.quantile(x, quantile)) if x.size else 0.0
-    if not np.isfinite(top) or top <= 0:
-        top = float(x.max()) if x.size and x.max() > 0 else 1.0
-    return np.clip(x / top, 0.0, 1.0)
 
 
 def _by_temperature(temp_mk, true, pred, span, parts: int = 3) -> list[dict]:

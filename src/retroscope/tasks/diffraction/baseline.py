@@ -119,7 +119,7 @@ class SimplexFit:
         checkpoints = self.checkpoints()
         kwargs = {"n_starts": self.n_starts, "max_evals_per_start": self.max_evals,
                   "seed": self.seed}
-        jobs = [(self.task.config(), kwargs, i, np.asarray(observables[i]),
+        jobs = [(self.task, kwargs, i, np.asarray(observables[i]),
                  {k: np.asarray(v)[i] for k, v in truth.items()}, checkpoints)
                 for i in range(len(observables))]
         results = []
@@ -132,7 +132,7 @@ class SimplexFit:
         summary = summarise_fits(results, checkpoints, kwargs)
         net = diffraction_errors(self.task.targets, truth, pred_record)["mean_rel_error_percent"]
         summary["network_median_mean_rel_error_percent"] = float(np.median(net))
-        from retroscope.evaluate.plots import accuracy_vs_compute
+        from retroscope.plots import accuracy_vs_compute
 
         network = [{"n_simulations": network_sims or 1, "median": float(np.median(net)),
                     "q05": float(np.percentile(net, 5)), "q95": float(np.percentile(net, 95)),
@@ -146,14 +146,10 @@ class SimplexFit:
         return np.unique(np.geomspace(1, self.n_starts * self.max_evals, 40).astype(int))
 
 
-def fit_job(task_config: dict, fit_kwargs: dict, index: int, observable: np.ndarray,
-            truth_row: dict, checkpoints: np.ndarray):
-    """Worker job: fit one stored pattern; returns (index, error curve, s/simulation, sims)."""
-    from retroscope.core.task import get_task
-
-    task = get_task("diffraction")
-    if task_config != task.config():
-        task = task.with_config(**task_config)
+def fit_job(task, fit_kwargs: dict, index: int, observable: np.ndarray, truth_row: dict,
+            checkpoints: np.ndarray):
+    """Worker job: fit one stored pattern with ``task``'s simulator (the task object travels
+    to the worker); returns (index, error curve, s/simulation, sims)."""
     fit = SimplexFit(task, **fit_kwargs)
     trace = fit.fit(task.network_input(observable)[0])
     curve = fit.errors_along(trace, truth_row, checkpoints)

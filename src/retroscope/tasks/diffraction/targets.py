@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from retroscope.core.params import Orientation, ParameterSpace, Scalar
-from retroscope.core.task import Targets
+from retroscope.core.targets import Targets
 from retroscope.tasks.diffraction import symmetry
 
 QUAT_COLUMNS = ("q_x", "q_y", "q_z", "q_w")

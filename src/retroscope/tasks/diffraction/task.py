@@ -4,23 +4,34 @@ wide-angle XUV scattering pattern (Stielow et al., Mach. Learn.: Sci. Technol. 2
 Stored per sample: the clean 128 x 128 pattern ``image`` = log10(I / max I) on the q-grid
 (MSFT with absorption, :mod:`.msft`), with the circumradius and the orientation quaternion
 reduced into the fundamental domain of the icosahedral group. Online (in the DataLoader): the
-detector imperfections of App. D (:func:`retroscope.core.observe.stielow_augmentation`).
+detector imperfections of App. D (:func:`.augmentation.stielow_augmentation`).
 The network sees the log-intensity over ``INPUT_DECADES`` decades scaled to [0, 1].
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from retroscope.core.params import Orientation, ParameterSpace, Scalar
-from retroscope.core.task import ModelSpec, Task
+from retroscope.core.task import DemoSettings, ModelSpec, Task
 from retroscope.tasks.diffraction import msft, shapes, symmetry
 from retroscope.tasks.diffraction.targets import OrientationRadiusTargets, diffraction_errors
 
 INPUT_DECADES = 6.0  # dynamic range shown to the network: a detector sees a few decades
+
+
+@dataclass(frozen=True)
+class DiffractionSettings:
+    """What the stored patterns depend on (``DiffractionTask.settings``, hashed into the
+    manifest): the cluster's shape, its circumradius range (nm) and the MSFT geometry, whose
+    fields may also be given flat (``with_config(n_xy=32)``)."""
+
+    shape: str = "icosahedron"
+    radius_nm: tuple[float, float] = (30.0, 160.0)
+    msft: msft.MSFTConfig = msft.MSFTConfig()
 
 
 class DiffractionTask(Task):
@@ -44,27 +55,11 @@ class DiffractionTask(Task):
                         doc="rotation of the cluster, reduced into the fundamental domain"),
         ))
         self.targets = OrientationRadiusTargets(self.space)
+        self.settings = DiffractionSettings(self.shape, self.radius_range_nm, self.msft)
 
     # -- configuration --------------------------------------------------------------------
-    def config(self) -> dict:
-        cfg = asdict(self.msft)
-        cfg["refractive_index"] = [self.msft.refractive_index.real, self.msft.refractive_index.imag]
-        return {"shape": self.shape, "radius_nm": list(self.radius_range_nm), "msft": cfg}
-
-    def with_config(self, **overrides) -> DiffractionTask:
-        cfg = self.config()
-        unknown = set(overrides) - set(cfg) - set(cfg["msft"])
-        if unknown:
-            raise ValueError(f"unknown diffraction settings {sorted(unknown)}; "
-                             f"known: {sorted(set(cfg) - {'msft'}) + sorted(cfg['msft'])}")
-        msft_fields = dict(cfg["msft"])
-        msft_fields.update(overrides.get("msft", {}))
-        msft_fields.update({k: v for k, v in overrides.items() if k in cfg["msft"]})
-        n = msft_fields["refractive_index"]
-        msft_fields["refractive_index"] = complex(*n) if isinstance(n, (list, tuple)) else complex(n)
-        return DiffractionTask(shape=overrides.get("shape", self.shape),
-                               config=msft.MSFTConfig(**msft_fields),
-                               radius_nm=tuple(overrides.get("radius_nm", self.radius_range_nm)))
+    def from_settings(self, settings: DiffractionSettings, view=None) -> DiffractionTask:
+        return DiffractionTask(settings.shape, settings.msft, settings.radius_nm)
 
     # -- physics --------------------------------------------------------------------------
     def simulate(self, params, rng) -> dict[str, np.ndarray]:
@@ -94,7 +89,7 @@ class DiffractionTask(Task):
     def observe(self, train: bool):
         if not train:
             return None
-        from retroscope.core.observe import stielow_augmentation
+        from retroscope.tasks.diffraction.augmentation import stielow_augmentation
 
         return stielow_augmentation()
 
@@ -150,7 +145,7 @@ class DiffractionTask(Task):
         return diffraction_errors(self.targets, true, pred)
 
     def plots(self, true, pred, out_dir, metrics) -> list:
-        from retroscope.evaluate.plots import error_histograms
+        from retroscope.plots import error_histograms
 
         out_dir = Path(out_dir)
         return [
@@ -176,10 +171,10 @@ class DiffractionTask(Task):
                 "rotation_deg": round(_angle_deg(row["orientation"]), 1)}
 
     # -- demo -----------------------------------------------------------------------------
-    def demo_settings(self) -> dict:
-        return {"n": 2000, "workers": 2, "shard_size": 100, "epochs": 12, "train_minutes": 4.0,
-                "batch_size": 64, "lr": 2e-3, "n_files": 4, "baseline_n": 2,
-                "baseline_kwargs": {"n_starts": 4, "max_evals_per_start": 40}}
+    def demo_settings(self) -> DemoSettings:
+        return DemoSettings(n=2000, shard_size=100, epochs=12, train_minutes=4.0,
+                            train={"batch_size": 64, "lr": 2e-3}, baseline_n=2,
+                            baseline_kwargs={"n_starts": 4, "max_evals_per_start": 40})
 
     def demo_preprocess_settings(self) -> dict:
         return {"scale": "unit"}

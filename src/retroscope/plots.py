@@ -1,6 +1,8 @@
-"""Evaluation plots, written as PNG files.
+"""Evaluation plots, written as PNG files, for learners and tasks alike.
 
-matplotlib is imported inside each function and figures are drawn on an explicit Agg canvas
+:func:`figure` and :func:`save` are the building blocks a task's own plots use; the rest are
+the shared figures (predicted against true, error histograms, accuracy against compute, image
+grids). matplotlib is imported inside each function and figures are drawn on an explicit Agg canvas
 (``matplotlib.backends.backend_agg.FigureCanvasAgg``), so importing this module is cheap and
 never changes the pyplot backend of a notebook. Every function creates the parent folder of
 ``path`` and returns the written path.
@@ -15,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 
-def _figure(nrows: int = 1, ncols: int = 1, panel_size_in: tuple[float, float] = (4.0, 3.5)):
+def figure(nrows: int = 1, ncols: int = 1, panel_size_in: tuple[float, float] = (4.0, 3.5)):
+    """A figure of ``nrows`` x ``ncols`` panels (each ``panel_size_in`` inches) on an Agg
+    canvas, with its axes as a flat array."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -25,7 +29,8 @@ def _figure(nrows: int = 1, ncols: int = 1, panel_size_in: tuple[float, float] =
     return fig, axes.ravel()
 
 
-def _save(fig, path: str | Path) -> Path:
+def save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (parent folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -71,7 +76,7 @@ def predicted_vs_true(
         if low.shape != true.shape or high.shape != true.shape:
             raise ValueError(f"low and high must be {true.shape}, got {low.shape}, {high.shape}")
     ncols = min(d, 3)
-    fig, axes = _figure(math.ceil(d / ncols), ncols)
+    fig, axes = figure(math.ceil(d / ncols), ncols)
     for j in range(d):
         ax = axes[j]
         if low is None:
@@ -94,7 +99,7 @@ def predicted_vs_true(
         ax.set_ylabel(f"predicted {names[j]} [{units[j]}]")
     for ax in axes[d:]:
         ax.set_axis_off()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def error_histograms(
@@ -122,7 +127,7 @@ def error_histograms(
     if hi == lo:
         hi = lo + 1.0 if not log else lo * 10.0
     bins = np.geomspace(lo, hi, 50) if log else np.linspace(lo, hi, 50)
-    fig, (ax,) = _figure(panel_size_in=(5.0, 3.5))
+    fig, (ax,) = figure(panel_size_in=(5.0, 3.5))
     for k, v in data.items():
         _, _, patches = ax.hist(v, bins=bins, alpha=0.5, label=f"{k} (median {np.median(v):.3g})")
         ax.axvline(np.median(v), color=patches[0].get_facecolor(), ls="--", alpha=1.0)
@@ -131,7 +136,7 @@ def error_histograms(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def accuracy_vs_compute(
@@ -165,7 +170,7 @@ def accuracy_vs_compute(
     med, q05, q95 = (_finite(f"baseline[{k!r}]", baseline[k]) for k in ("median", "q05", "q95"))
     if not x.shape == med.shape == q05.shape == q95.shape or x.ndim != 1:
         raise ValueError("baseline arrays must be 1-D and of equal length")
-    fig, (ax,) = _figure(panel_size_in=(5.5, 4.0))
+    fig, (ax,) = figure(panel_size_in=(5.5, 4.0))
     line = ax.plot(x, med, label=baseline.get("label", "baseline (median)"))[0]
     ax.fill_between(x, q05, q95, color=line.get_color(), alpha=0.25, label="5-95 % quantile")
     for i, net in enumerate(network):
@@ -180,7 +185,7 @@ def accuracy_vs_compute(
     ax.set_xlabel("number of forward simulations")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def image_grid(
@@ -198,7 +203,7 @@ def image_grid(
     if len(images) == 0:
         raise ValueError("no images to show")
     ncols = min(ncols, len(images))
-    fig, axes = _figure(math.ceil(len(images) / ncols), ncols, panel_size_in=(2.6, 2.8))
+    fig, axes = figure(math.ceil(len(images) / ncols), ncols, panel_size_in=(2.6, 2.8))
     for i, (image, title) in enumerate(zip(images, titles)):
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[0] == 1:
@@ -212,4 +217,4 @@ def image_grid(
         ax.set_yticks([])
     for ax in axes[len(images):]:
         ax.set_axis_off()
-    return _save(fig, path)
+    return save(fig, path)

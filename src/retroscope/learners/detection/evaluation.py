@@ -1,8 +1,8 @@
-"""``retroscope evaluate`` for detection tasks: COCO box and mask mAP (0.50:0.95, AP50, AP75,
-per class) on a split, the inference time per frame, the coverage of the calibrated per-object
-intervals, and the task's own comparison (for clouds: Gaussian parameters from the masks
-against the conventional method, seeded against unseeded fits). Writes ``metrics.json`` and
-plots (example detections, the task's) into the run directory or ``out``.
+"""Scoring a detection run: COCO box and mask mAP (0.50:0.95, AP50, AP75, per class) on a
+split, the inference time per frame, the coverage of the calibrated per-object intervals, and
+the task's own comparison of the matched objects (``DetectionTask.evaluate_objects``, e.g.
+fitted parameters against a conventional method). Writes ``metrics.json`` and plots (example
+detections, the task's) into the run directory or ``out``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from retroscope.data.shards import write_json_atomic
+from retroscope.data.dataset import ShardDataset
+from retroscope.io.atomic import write_json_atomic
+from retroscope.learners.detection.calibration import match
+from retroscope.learners.detection.coco import detection_map
+from retroscope.learners.detection.module import ObjectTargets, run_detector
+from retroscope.learners.detection.predictor import DetectionPredictor
 
 
 def _as_torch(dets, targets, mask_threshold: float = 0.5):
@@ -72,9 +77,8 @@ def example_plot(images, objects, truths, path: Path, n: int = 8) -> Path:
     return path
 
 
-def _matches(objects, truths, shape) -> list:
-    from retroscope.infer.detection import match
-
+def match_all(objects, truths, shape) -> list:
+    """Per frame, the one-to-one matching of described objects to true ones (mask IoU)."""
     out = []
     for objs, truth in zip(objects, truths):
         pm = np.stack([o["mask"] for o in objs]) if objs else np.zeros((0,) + shape)
@@ -86,13 +90,9 @@ def _matches(objects, truths, shape) -> list:
 def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
                        out: Path | None = None, batch_size: int = 8,
                        refine: bool | None = None) -> dict:
-    """COCO mAP of the network's detections and, for a task that refines them (clouds: the
-    joint fit), of the refined ones; per-object recall, interval coverage and the task's
-    comparison for the predictor's mode (``refine``: None = refined where calibrated)."""
-    from retroscope.data.dataset import ShardDataset
-    from retroscope.evaluate.coco import detection_map
-    from retroscope.infer.detection import DetectionPredictor, run_detector
-
+    """COCO mAP of the network's detections and, for a task that refines them (a physics fit
+    seeded by the network), of the refined ones; per-object recall, interval coverage and the
+    task's comparison for the predictor's mode (``refine``: None = refined where calibrated)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
     plot_dir = out / "plots"
@@ -100,12 +100,13 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
     predictor = DetectionPredictor(run_dir, refine=refine)
     task = predictor.task
     dataset = ShardDataset(data, task, split, in_memory=True)
-    images = [dataset[i][0].numpy() for i in range(len(dataset))]
-    targets = [dataset[i][1] for i in range(len(dataset))]
+    images = [dataset[i].numpy() for i in range(len(dataset))]
+    targets = ObjectTargets(task, dataset.labels)
+    targets = [targets[i] for i in range(len(dataset))]
     t0 = time.perf_counter()
     dets = run_detector(predictor.model, images, batch_size, predictor.device)
     seconds = time.perf_counter() - t0
-    coco = detection_map(*_as_torch(dets, targets), class_names=task.classes)
+    coco = detection_map(*_as_torch(dets, targets), task.classes)
     labels = [dataset.labels_row(i) for i in range(len(dataset))]
     truths = [task.true_objects(lab, img) for lab, img in zip(labels, images)]
     shape = images[0].shape[1:]
@@ -114,13 +115,12 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
         t0 = time.perf_counter()
         refined = [task.refine(x, d, predictor.score_threshold) for x, d in zip(images, dets)]
         extra["refine_ms_per_frame"] = 1e3 * (time.perf_counter() - t0) / len(dataset)
-        extra["coco_refined"] = detection_map(*_as_torch(refined, targets),
-                                              class_names=task.classes)
+        extra["coco_refined"] = detection_map(*_as_torch(refined, targets), task.classes)
     mask_objects = predictor.describe(images, dets, refine=False)
-    mask_matches = _matches(mask_objects, truths, shape)
+    mask_matches = match_all(mask_objects, truths, shape)
     if predictor.refine:
         objects = predictor.describe(images, refined, already_refined=True)
-        matches = _matches(objects, truths, shape)
+        matches = match_all(objects, truths, shape)
     else:
         objects, matches = mask_objects, mask_matches
     n_true = sum(len(t) for t in truths)
@@ -147,3 +147,68 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
     write_json_atomic(out / "metrics.json", metrics)
     dataset.close()
     return metrics
+
+
+def report(metrics: dict) -> list:
+    """The metrics as printed: COCO mAP per class of the network's (and the refined)
+    detections, the refinement's cost, objects found, inference time, interval coverage."""
+    from rich.table import Table
+
+    sets = [("network", metrics["coco"])]
+    if metrics.get("coco_refined"):
+        sets.append(("refined", metrics["coco_refined"]))
+    table = Table(title=f"{metrics['split']} split, n = {metrics['n']} frames: COCO mAP")
+    table.add_column("class")
+    for name, _ in sets:
+        table.add_column(f"box mAP ({name})")
+        table.add_column(f"mask mAP ({name})")
+
+    def cells(key):
+        return ["-" if coco.get(f"{kind}_{key}") is None else f"{coco[f'{kind}_{key}']:.3f}"
+                for _, coco in sets for kind in ("box", "mask")]
+
+    table.add_row("all", *cells("map"))
+    for key in sets[0][1]:
+        if key.startswith("box_map_") and not key[8:].isdigit():
+            table.add_row(key[8:], *cells(key[4:]))
+    out = [table]
+    if "refine_ms_per_frame" in metrics:
+        out.append(f"refinement (the task's fit): {metrics['refine_ms_per_frame']:.1f} ms/frame;"
+                   f" objects below from {'refined' if metrics['refined'] else 'network'} "
+                   "detections")
+    objects = metrics["objects"]
+    out.append(f"objects: {objects['matched_iou50']}/{objects['true']} found (IoU >= 0.5), "
+               f"{objects['detected']} reported   inference: "
+               f"{metrics['inference_ms_per_frame']:.1f} ms/frame")
+    coverage = metrics.get("interval_coverage", {})
+    if coverage:
+        out.append("interval coverage: " + "   ".join(f"{k} {100 * v:.0f}%"
+                                                     for k, v in coverage.items()))
+    return out
+
+
+def demo_table(task, rows: list[dict], truth: list[dict]):
+    """One row per object found in each written shot: class, score, confidence, repeats, the
+    task's headline columns, the shape flag, and the shot's true objects on its first row."""
+    from rich.table import Table
+
+    by_input = {str(t.get("input")): t.get("objects", "") for t in truth}
+    headline = list(task.headline_columns)
+    table = Table(title="objects found in the written shots (truth from the simulation)")
+    for k in ("input", "class", "score", "confidence", "repeats", *headline, "unlike",
+              "truth"):
+        table.add_column(k)
+    for row in rows:
+        name = Path(str(row["input"])).name
+        if not row.get("n_objects"):
+            table.add_row(name, "-", "", "", "", *[""] * len(headline), "",
+                          by_input.get(name, ""))
+            continue
+        repeats = row.get("duplicate_of", -1)
+        table.add_row(name, str(row["class"]), f"{row['score']:.2f}",
+                      f"{row.get('confidence', float('nan')):.2f}",
+                      f"row {repeats}" if repeats >= 0 else "",
+                      *[f"{row.get(k, float('nan')):.3g}" for k in headline],
+                      str(row.get("unlike_training", "")),
+                      by_input.get(name, "") if row.get("object", 0) == 0 else "")
+    return table

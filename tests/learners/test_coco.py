@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from retroscope.evaluate.coco import detection_map, pycocotools_map
+from retroscope.learners.detection.coco import detection_map, pycocotools_map
 
 H, W = 48, 64
+CLASSES = ("MOT", "ODT", "BEC")  # three kinds of object, labels 1-3
 
 
 def box_mask(box, size=(H, W)):
@@ -41,7 +42,7 @@ def test_perfect_predictions_score_one_with_soft_masks():
     for t in targets:  # soft (N, 1, H, W) masks, thresholded at 0.5
         soft = t["masks"][:, None].float() * 0.8 + 0.1
         preds.append(pred(t["boxes"], t["labels"], [0.9] * len(t["labels"]), masks=soft))
-    r = detection_map(preds, targets)
+    r = detection_map(preds, targets, CLASSES)
     for key in ("box_map", "box_map_50", "box_map_75", "mask_map", "mask_map_50", "mask_map_75",
                 "mean_map", "mar_100", "box_mar_100", "mask_mar_100"):
         assert r[key] == pytest.approx(1.0), key
@@ -57,7 +58,7 @@ def test_shifted_box_lowers_box_map_only(shift, expected):
     # 0.50..0.80 (7 of 10), 0.67 matches 0.50..0.65 (4 of 10)
     t = target([[10, 10, 30, 30]], [1])
     p = pred([[10 + shift, 10, 30 + shift, 30]], [1], [0.9], masks=t["masks"])
-    r = detection_map([p], [t])
+    r = detection_map([p], [t], CLASSES)
     assert r["box_map"] == pytest.approx(expected)
     assert r["box_map_50"] == pytest.approx(1.0)
     assert r["box_map_75"] == pytest.approx(1.0 if shift == 2 else 0.0)
@@ -101,8 +102,8 @@ def random_set(seed=0, n_images=6):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_torchmetrics_agrees_with_pycocotools(seed):
     preds, targets = random_set(seed)
-    ours = detection_map(preds, targets)
-    ref = pycocotools_map(preds, targets)
+    ours = detection_map(preds, targets, CLASSES)
+    ref = pycocotools_map(preds, targets, CLASSES)
     assert ours.keys() == ref.keys()
     assert 0.0 < ours["box_map"] < 1.0 and 0.0 < ours["mask_map"] < 1.0
     assert ours["box_map"] != pytest.approx(ours["mask_map"])
@@ -116,11 +117,11 @@ def test_torchmetrics_agrees_with_pycocotools(seed):
 def test_no_predictions_scores_zero_and_no_targets_gives_none():
     targets = [target([[4, 4, 20, 16]], [1]), target([], [])]
     for fn in (detection_map, pycocotools_map):
-        r = fn([empty_pred(), empty_pred()], targets)
+        r = fn([empty_pred(), empty_pred()], targets, CLASSES)
         assert r["box_map"] == 0.0 and r["mask_map"] == 0.0 and r["mean_map"] == 0.0
         assert r["box_map_MOT"] == 0.0 and r["box_map_ODT"] is None
     preds = [pred([[4, 4, 20, 16]], [2], [0.5]), empty_pred()]
-    r = detection_map(preds, [target([], []), target([], [])])
+    r = detection_map(preds, [target([], []), target([], [])], CLASSES)
     assert r["n_objects"] == 0
     assert all(v is None for k, v in r.items() if k not in ("n_images", "n_objects"))
 
@@ -129,7 +130,7 @@ def test_absent_classes_are_none_and_false_positives_on_empty_images_count():
     t = target([[5, 5, 15, 15]], [1])
     preds = [pred([[5, 5, 15, 15]], [1], [0.5]), pred([[5, 5, 15, 15]], [3], [0.9])]
     targets = [t, target([], [])]
-    r = detection_map(preds, targets)
+    r = detection_map(preds, targets, CLASSES)
     assert r["box_map_ODT"] is None and r["box_map_BEC"] is None
     assert r["mask_map_ODT"] is None and r["mask_map_BEC"] is None
     assert r["box_map_MOT"] == pytest.approx(1.0)  # the BEC false positive is another class
@@ -137,20 +138,21 @@ def test_absent_classes_are_none_and_false_positives_on_empty_images_count():
     # for segm alone (torchmetrics alone would drop that image from the segm evaluation)
     preds[1]["labels"] = torch.tensor([1])
     for types in (("bbox", "segm"), ("segm",)):
-        r = detection_map(preds, targets, iou_types=types)
+        r = detection_map(preds, targets, CLASSES, iou_types=types)
         assert r["mask_map"] == pytest.approx(0.5)
-        assert pycocotools_map(preds, targets, iou_types=types)["mask_map"] == pytest.approx(0.5)
+        ref = pycocotools_map(preds, targets, CLASSES, iou_types=types)
+        assert ref["mask_map"] == pytest.approx(0.5)
     assert r["box_map"] is None and r["mean_map"] == pytest.approx(0.5)
 
 
 def test_bbox_only_needs_no_masks_and_errors_are_clear():
     t = {"boxes": torch.tensor([[1.0, 1, 9, 9]]), "labels": torch.tensor([2])}
     p = {**t, "scores": torch.tensor([0.7])}
-    r = detection_map([p], [t], iou_types=("bbox",))
+    r = detection_map([p], [t], CLASSES, iou_types=("bbox",))
     assert r["box_map"] == pytest.approx(1.0) and r["mask_map"] is None
     with pytest.raises(ValueError, match="masks"):
-        detection_map([p], [t])
+        detection_map([p], [t], CLASSES)
     with pytest.raises(ValueError, match="target images"):
-        detection_map([p, p], [t])
+        detection_map([p, p], [t], CLASSES)
     with pytest.raises(ValueError, match="iou_types"):
-        detection_map([p], [t], iou_types=("keypoints",))
+        detection_map([p], [t], CLASSES, iou_types=("keypoints",))

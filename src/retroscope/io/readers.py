@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,8 @@ import h5py
 import numpy as np
 import tifffile
 from PIL import Image
+
+from retroscope.io.atomic import atomic_write
 
 __all__ = ["CXI_DATA", "CXI_VERSION", "EXTENSIONS", "ReadError", "read_images", "write_cxi",
            "write_png"]
@@ -244,18 +245,6 @@ def _find_cxi_data(h5: h5py.File, file: Path) -> str:
 # writers
 
 
-def _write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
-
-
 def write_png(path: str | os.PathLike, image01: np.ndarray) -> Path:
     """Write a 2D image with values in [0, 1] as a 16-bit grayscale PNG (0 -> 0, 1 -> 65535).
 
@@ -268,7 +257,7 @@ def write_png(path: str | os.PathLike, image01: np.ndarray) -> Path:
         raise ValueError(f"write_png {path}: values must be finite and in [0, 1], got range "
                          f"[{np.nanmin(img)}, {np.nanmax(img)}]")
     counts = np.round(img * 65535.0).astype(np.uint16)
-    return _write_atomically(path, lambda tmp: Image.fromarray(counts).save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: Image.fromarray(counts).save(tmp, format="PNG"))
 
 
 def write_cxi(
@@ -295,4 +284,4 @@ def write_cxi(
                     raise ValueError(f"write_cxi {path}: extra field {key!r} already written")
                 f.create_dataset(key, data=value)
 
-    return _write_atomically(path, write)
+    return atomic_write(path, write)

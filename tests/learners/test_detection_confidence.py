@@ -1,9 +1,9 @@
 """Repeated detections and the calibrated confidence of detected objects
-(infer/detection.py: mark_duplicates, evidence, precision_table)."""
+(learners/detection/calibration.py: mark_duplicates, evidence, precision_table)."""
 
 import numpy as np
 
-from retroscope.infer.detection import (
+from retroscope.learners.detection.calibration import (
     MIN_FOR_PRECISION,
     evidence,
     mark_duplicates,

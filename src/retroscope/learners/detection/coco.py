@@ -1,4 +1,4 @@
-"""COCO mean average precision of instance segmentations (the "clouds" task).
+"""COCO mean average precision of instance segmentations.
 
 Hofer et al., Mach. Learn.: Sci. Technol. 2, 045008 (2021) score Mask R-CNN by the COCO box
 and mask mAP (IoU thresholds 0.50:0.05:0.95, up to 100 detections per image) and their mean,
@@ -131,8 +131,8 @@ def _check_iou_types(iou_types: Sequence[str]) -> tuple[str, ...]:
 def detection_map(
     preds: Sequence[dict],
     targets: Sequence[dict],
+    class_names: Sequence[str],
     iou_types: Sequence[str] = ("bbox", "segm"),
-    class_names: Sequence[str] = ("MOT", "ODT", "BEC"),
     mask_threshold: float = 0.5,
     backend: str = "faster_coco_eval",
 ) -> dict:
@@ -179,8 +179,8 @@ def detection_map(
 def pycocotools_map(
     preds: Sequence[dict],
     targets: Sequence[dict],
+    class_names: Sequence[str],
     iou_types: Sequence[str] = ("bbox", "segm"),
-    class_names: Sequence[str] = ("MOT", "ODT", "BEC"),
     mask_threshold: float = 0.5,
 ) -> dict:
     """The figures of :func:`detection_map`, computed with pycocotools' ``COCO`` / ``COCOeval``

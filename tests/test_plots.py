@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retroscope.evaluate.plots import (
+from retroscope.plots import (
     accuracy_vs_compute,
     error_histograms,
     image_grid,

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from retroscope.infer.readers import (
+from retroscope.io.readers import (
     CXI_DATA,
     CXI_VERSION,
     ReadError,

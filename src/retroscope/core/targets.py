@@ -1,0 +1,129 @@
+"""How physical parameters become network outputs and back.
+
+A regression network predicts numbers in its own scale; a :class:`Targets` object maps a task's
+parameter record (physical units) onto those numbers (``encode``), back (``decode``), and says
+how an interval in the network's scale becomes a physical one (``scale``, ``bounds``).
+:class:`LinearTargets` maps each scalar parameter from its bounds onto [0, 1], linearly or through
+the logarithm; a task with symmetric targets (orientations under a point group) writes its own
+and overrides ``align``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from retroscope.core.params import ParameterSpace, Record
+
+
+class Targets(ABC):
+    """How physical parameters become network outputs and back.
+
+    ``encode`` maps a parameter record to an (n, d) float array in the network's scale;
+    ``decode`` maps network outputs back into a record in physical units. ``columns`` and
+    ``units`` name the d output columns; ``scale`` gives, per column, the physical size of one
+    encoded unit, so that an interval half-width in encoded units becomes physical by
+    multiplication.
+    """
+
+    columns: tuple[str, ...]
+    units: tuple[str, ...]
+
+    @property
+    def dim(self) -> int:
+        return len(self.columns)
+
+    @abstractmethod
+    def encode(self, record: Record) -> np.ndarray: ...
+
+    @abstractmethod
+    def decode(self, y: np.ndarray) -> Record: ...
+
+    @abstractmethod
+    def scale(self) -> np.ndarray: ...
+
+    def columns_physical(self, record: Record) -> np.ndarray:
+        """The (n, d) physical values of the output columns of a record."""
+        return self.encode(record) * self.scale() + self.offset()
+
+    def offset(self) -> np.ndarray:
+        return np.zeros(self.dim)
+
+    def bounds(self, raw_mean: np.ndarray, half_encoded: np.ndarray,
+               value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Physical (low, high) of the interval raw_mean -/+ half_encoded (encoded units)
+        around the decoded ``value``: value -/+ half_encoded * |scale| for a linear encoding."""
+        half = np.asarray(half_encoded) * np.abs(self.scale())
+        return value - half, value + half
+
+    def align(self, pred, target):
+        """Return ``target`` replaced by its physically equivalent version closest to ``pred``.
+
+        Both are torch tensors (batch, d) in encoded units. The default is the identity; tasks
+        with symmetric targets (orientations under a point group) override it so that the loss
+        does not punish a prediction that differs from the truth by a symmetry.
+        """
+        return target
+
+    def align_numpy(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """:meth:`align` for numpy arrays (calibration and evaluation)."""
+        import torch
+
+        return self.align(torch.as_tensor(np.asarray(pred, dtype=np.float64)),
+                          torch.as_tensor(np.asarray(target, dtype=np.float64))).numpy()
+
+
+class LinearTargets(Targets):
+    """Scalar parameters of a space, each mapped from its bounds onto [0, 1]: linearly, or
+    logarithmically for the columns named in ``log`` (a positive quantity whose error grows
+    with its size, such as a count: the loss then weighs relative errors, and the calibrated
+    interval is relative, asymmetric in physical units). ``scale``/``offset`` describe the
+    encoding in the encoded variable (ln of the value for log columns)."""
+
+    def __init__(self, space: ParameterSpace, columns: tuple[str, ...] | None = None,
+                 log: tuple[str, ...] = ()) -> None:
+        self.space = space
+        self.columns = tuple(columns or space.names)
+        self.units = tuple(space[n].unit for n in self.columns)
+        unknown = set(log) - set(self.columns)
+        if unknown:
+            raise ValueError(f"log-encoded columns {sorted(unknown)} are not targets")
+        self.log = np.array([n in log for n in self.columns])
+        low = np.array([space[n].low for n in self.columns], dtype=np.float64)
+        high = np.array([space[n].high for n in self.columns], dtype=np.float64)
+        if np.any(self.log & (low <= 0)):
+            raise ValueError("log-encoded targets need a positive lower bound")
+        with np.errstate(divide="ignore"):
+            low = np.where(self.log, np.log(np.where(self.log, low, 1.0)), low)
+            high = np.where(self.log, np.log(np.where(self.log, high, 1.0)), high)
+        self._low = low
+        span = high - low
+        self._span = np.where(span > 0, span, 1.0)
+
+    def scale(self) -> np.ndarray:
+        return self._span.copy()
+
+    def offset(self) -> np.ndarray:
+        return self._low.copy()
+
+    def _physical(self, z: np.ndarray) -> np.ndarray:
+        return np.where(self.log, np.exp(np.where(self.log, z, 0.0)), z)
+
+    def encode(self, record: Record) -> np.ndarray:
+        cols = np.stack([np.asarray(record[n], dtype=np.float64) for n in self.columns], 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cols = np.where(self.log, np.log(np.where(self.log, cols, 1.0)), cols)
+        return (cols - self._low) / self._span
+
+    def decode(self, y: np.ndarray) -> Record:
+        phys = self._physical(np.asarray(y, dtype=np.float64) * self._span + self._low)
+        return {n: phys[:, j] for j, n in enumerate(self.columns)}
+
+    def columns_physical(self, record: Record) -> np.ndarray:
+        return np.stack([np.asarray(record[n], dtype=np.float64) for n in self.columns], 1)
+
+    def bounds(self, raw_mean, half_encoded, value):
+        low = self._physical((np.asarray(raw_mean) - half_encoded) * self._span + self._low)
+        high = self._physical((np.asarray(raw_mean) + half_encoded) * self._span + self._low)
+        return low, high

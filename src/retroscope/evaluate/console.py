@@ -1,0 +1,44 @@
+"""What the command line and the demo print: metrics as the run's learner reports them, and
+tables of prediction rows."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_metrics(console: Console, learner, metrics: dict) -> None:
+    """Print ``metrics`` the way ``learner`` reports them."""
+    for item in learner.report(metrics):
+        console.print(item)
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column, "")
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:.4g}"
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if isinstance(low, float) and isinstance(high, float):
+        text += f" [{low:.4g}, {high:.4g}]"
+    return text
+
+
+def rows_table(rows: list[dict], title: str, skip=("file",)) -> Table:
+    """A table of result rows: every column of any row except ``skip``; a value with an
+    interval (columns ``*_low``, ``*_high``, kept apart in the CSV) shows it in brackets;
+    floats to 4 significant digits."""
+    columns = [k for k in dict.fromkeys(k for row in rows for k in row)
+               if k not in skip and not k.endswith(("_low", "_high"))]
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[_cell(row, c) for c in columns])
+    return table
+
+
+def print_failures(console: Console, failures: list[tuple[str, str]]) -> None:
+    """One line per input that could not be answered, with the reason."""
+    for label, reason in failures:
+        console.print(f"[red]failed:[/] {label}: {reason}")

@@ -1,0 +1,101 @@
+"""Calibration of a regression network after training, and the files it writes.
+
+Uncertainty (``calibration.json``): the network's heteroscedastic σ per target column is
+rescaled by a split-conformal factor fitted on the validation split, so that the stated
+interval ``mean ± q σ`` covers the nominal fraction (default 90%) of cases (Angelopoulos &
+Bates 2021). Out-of-distribution score (``ood.safetensors``): the Mahalanobis distance of the
+network's pooled penultimate features to a Gaussian fitted on training features (Lee et al.
+2018); an input is flagged when its score exceeds the 99th percentile of the validation scores.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retroscope.io.atomic import write_json_atomic
+from retroscope.runs import CALIBRATION, save_weights
+from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity
+
+OOD_FILE = "ood.safetensors"
+
+
+@torch.no_grad()
+def run_network(network, inputs, batch_size: int = 256, device: str = "cpu",
+                flips: tuple[tuple[int, ...], ...] = ()):
+    """(mean, sigma, features) in encoded units for an (n, C, H, W) array or a Dataset.
+
+    With ``flips`` (the task's input symmetries) every input is also run flipped along each
+    tuple of dims, and mean, variance and features are averaged over the copies."""
+    network = network.to(device).eval()
+    means, sigmas, feats = [], [], []
+    n = len(inputs)
+    views = [()] + [tuple(f) for f in flips]
+    for start in range(0, n, batch_size):
+        if isinstance(inputs, np.ndarray):
+            x = torch.from_numpy(inputs[start:start + batch_size])
+        else:
+            x = torch.stack([inputs[i][0] for i in range(start, min(n, start + batch_size))])
+        x = x.to(device=device, dtype=torch.float32)
+        if len(views) > 1:  # all views in one forward pass, then averaged per input
+            x = torch.cat([torch.flip(x, dims) if dims else x for dims in views])
+        mean, logvar, features = network.forward_with_features(x)
+        k = len(views)
+        means.append(mean.reshape(k, -1, mean.shape[-1]).mean(0).cpu().numpy())
+        var = torch.exp(logvar).reshape(k, -1, logvar.shape[-1]).mean(0)
+        sigmas.append(torch.sqrt(var).cpu().numpy())
+        feats.append(features.reshape(k, -1, features.shape[-1]).mean(0).cpu().numpy())
+    return np.concatenate(means), np.concatenate(sigmas), np.concatenate(feats)
+
+
+def _without_observer(dataset):
+    clean = copy.copy(dataset)
+    clean.observer = None
+    return clean
+
+
+def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set) -> dict:
+    """Fit the conformal scale and the OOD model, then write weights, stats and calibration."""
+    from safetensors.numpy import save_file as save_numpy
+    from torch.utils.data import Subset
+
+    out = Path(out)
+    flips = tuple(task.input_flips) if cfg.symmetrise else ()
+    val_mean, val_sigma, val_feat = run_network(network, val_set, flips=flips)
+    idx = np.linspace(0, len(train_set) - 1, min(len(train_set), 4000)).astype(int)
+    _, _, train_feat = run_network(network, Subset(_without_observer(train_set), idx),
+                                   flips=flips)
+    # residuals against the symmetry-equivalent target the loss used (identity for most tasks)
+    val_targets = task.targets.align_numpy(val_mean, val_set.targets.numpy())
+    calibrator = ConformalCalibrator.fit(val_mean, val_sigma, val_targets,
+                                         coverage=cfg.coverage)
+    # the 99% level needs >= 99 validation points; smaller sets use their largest score
+    ood_level = min(0.99, len(val_feat) / (len(val_feat) + 1.0) - 1e-6)
+    density = FeatureDensity.fit(train_feat, val_feat, quantile=ood_level)
+
+    save_weights(out, network.state_dict(), task, {
+        "learner": cfg.learner, "model": cfg.model, "model_kwargs": json.dumps(cfg.model_kwargs),
+        "out_dim": str(task.targets.dim), "input_shape": json.dumps(list(val_set[0][0].shape)),
+        "targets": json.dumps(list(task.targets.columns)),
+        "units": json.dumps(list(task.targets.units))})
+    write_json_atomic(out / "normalization.json", {
+        "input_mean": float(network.norm.mean), "input_std": float(network.norm.std),
+        "targets": list(task.targets.columns), "units": list(task.targets.units),
+        "target_scale": task.targets.scale().tolist(),
+        "target_offset": task.targets.offset().tolist(),
+    })
+    save_numpy({k: np.ascontiguousarray(v) for k, v in density.state_arrays().items()},
+               str(out / OOD_FILE))
+    val_coverage = calibrator.coverage(val_mean, val_sigma, val_targets)
+    write_json_atomic(out / CALIBRATION, {
+        "conformal": calibrator.to_dict(),
+        "ood": {"score": "Mahalanobis distance of pooled features (Lee et al. 2018)",
+                "threshold": float(density.threshold), "quantile": ood_level},
+        "val_coverage": np.asarray(val_coverage).tolist(),
+        "input_flips": [list(f) for f in flips],
+    })
+    return {"val_coverage": float(np.mean(val_coverage))}
