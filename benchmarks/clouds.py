@@ -219,14 +219,14 @@ def real_frames(run: Path | None) -> dict:
            "od_noise_reduction_range": [float(min(factors)), float(max(factors))],
            "per_shot": rows, "ring_photometry": ring_photometry(shots, cleaned_ods)}
     if run is not None:
-        from retroscope.infer.batch import predict_detection_files
+        from retroscope.infer.batch import predict_files
 
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             settings = Path(tmp) / "real.json"
             settings.write_text(json.dumps({"fringe_removal": True}))
-            objs, failures = predict_detection_files(run, [REAL], settings=settings)
+            objs, failures = predict_files(run, [REAL], settings=settings)
         per_frame = {}
         for row in objs:
             per_frame.setdefault(row["input"], []).append(row)

@@ -1,6 +1,7 @@
-"""Online observation transforms (Stielow et al., App. D): determinism, ranges, each filter."""
+"""Online observation transforms (Stielow et al., App. D): what each filter does, composites,
+the registry and the online observer. The contract every transform keeps (shape, range,
+determinism, spec round trip) is in test_transform_contract.py."""
 
-import json
 import math
 import pickle
 
@@ -24,38 +25,17 @@ from retroscope.core.observe import (
     UnevenSensitivity,
     UniformNoise,
     build_transform,
-    stielow_augmentation,
 )
 
 H, W = 37, 31  # odd, non-square: catches shape bugs
-
-ALL = [
-    Identity(),
-    UniformNoise(),
-    SaltPepper(),
-    GaussianBlur(),
-    Jitter(),
-    CenterCrop(),
-    BeamStop(),
-    Shift(),
-    UnevenSensitivity(),
-    PoissonNoise(),
-    PoissonNoise(photons_range=(1.0, 100.0), log_decades=3.0),
-    stielow_augmentation(),
-]
-
-
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-def device(request):
-    return torch.device(request.param)
 
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def sample(seed=0, c=1, device="cpu"):
-    return torch.rand((c, H, W), generator=gen(seed)).to(device)
+def sample(seed=0, c=1):
+    return torch.rand((c, H, W), generator=gen(seed))
 
 
 def replay(f, x, seed):
@@ -70,34 +50,8 @@ def centre_distance(shape):
     return torch.sqrt(dy**2 + dx**2)
 
 
-@pytest.mark.parametrize("t", ALL, ids=lambda t: type(t).__name__)
-def test_shape_range_and_input_untouched(t, device):
-    x = sample(c=2, device=device)
-    x0 = x.clone()
-    for seed in range(5):
-        y = t(x, gen(seed))
-        assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
-        assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
-        assert y is not x
-    assert torch.equal(x, x0)
-
-
-@pytest.mark.parametrize("t", ALL, ids=lambda t: type(t).__name__)
-def test_same_seed_same_bytes(t):
-    x = sample()
-    assert torch.equal(t(x, gen(3)), t(x, gen(3)))
-
-
-def test_float64_and_tiny_images():
-    t = stielow_augmentation()
-    for shape in [(1, H, W), (3, 2, 5), (1, 1, 1)]:
-        x = torch.rand(shape, dtype=torch.float64, generator=gen(1))
-        for seed in range(30):
-            y = t(x, gen(seed))
-            assert y.shape == x.shape and y.dtype == torch.float64 and torch.isfinite(y).all()
-
-
 def test_rejects_non_samples():
+    """A transform takes one float sample (C, H, W), nothing else."""
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         GaussianBlur()(torch.rand(H, W), gen(0))
     with pytest.raises(ValueError, match="float"):
@@ -105,6 +59,7 @@ def test_rejects_non_samples():
 
 
 def test_invalid_settings():
+    """Settings outside their physical range are refused, naming the field."""
     with pytest.raises(ValueError, match="UniformNoise.max_fraction"):
         UniformNoise(max_fraction=2.0)
     with pytest.raises(ValueError, match="Shift.max_px"):
@@ -121,6 +76,7 @@ def test_invalid_settings():
 
 
 def test_uniform_noise_amplitude_at_most_half_the_maximum():
+    """Uniform noise changes a pixel by at most max_fraction of the sample's maximum."""
     f = UniformNoise()
     x = 0.6 * sample()
     largest = 0.0
@@ -134,6 +90,7 @@ def test_uniform_noise_amplitude_at_most_half_the_maximum():
 
 
 def test_salt_pepper_sets_few_pixels_to_min_or_max():
+    """Salt and pepper hits the drawn pixels (all channels) with the sample's min or max."""
     f = SaltPepper(max_fraction=0.05)
     x = 0.25 + 0.5 * torch.rand((2, 64, 64), generator=gen(0))
     for seed in range(10):
@@ -146,6 +103,7 @@ def test_salt_pepper_sets_few_pixels_to_min_or_max():
 
 
 def test_blur_removes_high_frequencies():
+    """A Gaussian blur suppresses high spatial frequencies and keeps the mean level."""
     x = sample()
     power = lambda z: torch.fft.fft2(z - z.mean()).abs() ** 2  # noqa: E731
     fy = torch.fft.fftfreq(H).abs()[:, None]
@@ -161,6 +119,7 @@ def test_blur_removes_high_frequencies():
 
 
 def test_jitter_displacement_is_bounded_and_smooth():
+    """Jitter moves no pixel more than its amplitude, and neighbours move together."""
     ramp = (torch.arange(W, dtype=torch.float64) / (W - 1)).expand(1, H, W).clone()
     f = Jitter(max_px=2.0)
     for seed in range(5):
@@ -173,6 +132,7 @@ def test_jitter_displacement_is_bounded_and_smooth():
 
 
 def test_center_crop_zeroes_corners_keeps_centre():
+    """The finite detector: everything beyond the drawn half-width is zero."""
     x = torch.ones((1, H, W))
     f = CenterCrop()
     r = centre_distance((H, W))
@@ -188,6 +148,7 @@ def test_center_crop_zeroes_corners_keeps_centre():
 
 
 def test_beam_stop_zeroes_centre_disc_and_leaves_corners():
+    """The beam-stop shadow zeroes exactly the centred disc of the drawn radius."""
     x = sample()
     r = centre_distance((H, W))
     for seed in range(10):
@@ -200,6 +161,7 @@ def test_beam_stop_zeroes_centre_disc_and_leaves_corners():
 
 
 def test_shift_moves_centroid_by_drawn_amount():
+    """A shift by (dy, dx) whole pixels moves the centroid by (dy, dx); zero fill."""
     yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float64),
                             torch.arange(W, dtype=torch.float64), indexing="ij")
     blob = torch.exp(-((yy - H // 2) ** 2 + (xx - W // 2) ** 2) / 2)[None]
@@ -220,6 +182,7 @@ def test_shift_moves_centroid_by_drawn_amount():
 
 
 def test_uneven_sensitivity_attenuates_within_bounds():
+    """Gains lie in [1 - max_attenuation, 1]; a halves pattern has two constant gains."""
     x = sample()
     f = UnevenSensitivity(max_attenuation=0.5)
     for seed in range(20):
@@ -230,6 +193,7 @@ def test_uneven_sensitivity_attenuates_within_bounds():
 
 
 def test_poisson_noise_counts_photons():
+    """Shot noise: integer photon counts, vanishing at many photons; no signal stays 0."""
     x = sample()
     lin = PoissonNoise(photons_range=(1e6, 1e6))
     assert (lin(x, gen(0)) - x).abs().max() < 0.01  # many photons: little noise
@@ -242,10 +206,12 @@ def test_poisson_noise_counts_photons():
     assert (y - x)[:, 5:].abs().max() < 0.01
 
 
-# --- composition, the paper's scheme ----------------------------------------------------------
+# --- composition ------------------------------------------------------------------------------
 
 
 def test_composites():
+    """RandomChoice follows its weights, RandomSubset keeps each transform with probability p,
+    an empty Compose is a copy."""
     x = sample()
     rim = CenterCrop(min_fraction=1.0, shapes=("circle",))  # always zeroes the corners
     for seed in range(5):
@@ -253,39 +219,26 @@ def test_composites():
         assert torch.equal(RandomChoice([Identity(), rim], weights=[1, 0])(x, gen(seed)), x)
     assert torch.equal(RandomSubset([UniformNoise(), Shift()], p=0.0)(x, gen(0)), x)
     for seed in range(5):
-        assert RandomSubset([Shift(max_px=0), rim], p=1.0)(x, gen(seed))[0, 0, 0] == 0
+        assert RandomSubset([Identity(), rim], p=1.0)(x, gen(seed))[0, 0, 0] == 0
     kept = [RandomSubset([rim], p=0.5)(x, gen(s))[0, 0, 0] == 0 for s in range(40)]
     assert 5 < sum(kept) < 35
     y = Compose([])(x, gen(0))
     assert torch.equal(y, x) and y is not x
 
 
-def test_stielow_scheme_has_eleven_choices():
-    t = stielow_augmentation()
-    assert isinstance(t, RandomChoice) and len(t.transforms) == 11
-    names = [type(c).__name__ for c in t.transforms]
-    assert names[0] == "Identity" and names[-2:] == ["RandomSubset", "Compose"]
-    assert len(set(names[1:-2])) == 8
-    x = sample()
-    outputs = {t(x, gen(s)).sum().item() for s in range(30)}
-    assert len(outputs) > 10
-
-
 # --- configs, online observer -----------------------------------------------------------------
 
 
-def test_build_transform_round_trips_json():
-    t = stielow_augmentation()
-    spec = json.loads(json.dumps(t.to_spec()))
-    t2 = build_transform(spec)
-    assert t2 == t and t2.to_spec() == spec
-    x = sample()
-    assert torch.equal(t(x, gen(5)), t2(x, gen(5)))
+def test_build_transform_reads_configs():
+    """Specs as a user writes them: ints for floats, a list for a Compose; unknown names and
+    settings are refused by name. (Every transform's own round trip: the contract test.)"""
     assert build_transform({"name": "GaussianBlur", "max_sigma_px": 3}) == GaussianBlur(3)
     pair = [{"name": "Shift"}, {"name": "BeamStop"}]
     assert build_transform(pair) == Compose([Shift(), BeamStop()])
-    names = {"Identity", "Compose", "RandomChoice", "RandomSubset", "PoissonNoise"}
-    assert names <= set(TRANSFORMS)
+    core = {"Identity", "UniformNoise", "SaltPepper", "GaussianBlur", "Jitter", "CenterCrop",
+            "BeamStop", "Shift", "UnevenSensitivity", "PoissonNoise", "Compose",
+            "RandomChoice", "RandomSubset"}
+    assert core <= set(TRANSFORMS)
     with pytest.raises(ValueError, match="unknown transform 'Blur'"):
         build_transform({"name": "Blur"})
     with pytest.raises(ValueError, match="GaussianBlur"):
@@ -293,7 +246,8 @@ def test_build_transform_round_trips_json():
 
 
 def test_online_observer_reproducible_and_picklable():
-    obs = OnlineObserver(stielow_augmentation(), seed=7)
+    """The imperfections of a sample depend on (seed, epoch, index) alone, also after pickling."""
+    obs = OnlineObserver(RandomChoice([UniformNoise(), Jitter(), SaltPepper()]), seed=7)
     x = sample()
     clone = pickle.loads(pickle.dumps(obs))
     for i in range(10):
@@ -318,6 +272,7 @@ class _Noisy(torch.utils.data.Dataset):
 
 
 def test_online_observer_independent_of_worker_count():
+    """Two DataLoader workers draw the same imperfections as the main process."""
     ds = _Noisy(OnlineObserver(UniformNoise(), seed=1))
     runs = [
         torch.cat(list(torch.utils.data.DataLoader(ds, batch_size=2, num_workers=n)))

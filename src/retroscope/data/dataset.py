@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from retroscope.core.params import Split
+from retroscope.core.registry import learner_of
 from retroscope.core.task import Task
 from retroscope.data.shards import DatasetError, Manifest
 
@@ -24,10 +25,10 @@ SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6)}
 class ShardDataset(Dataset):
     """Rows of one split of a dataset directory: ``(input (C, H, W), target)`` tensors.
 
-    The target of a row is what the ``learner`` trains on (``learner.targets(task, params,
-    labels)``, computed once for the split: encoded parameters for a regression, boxes and
-    masks for a detector); without a learner, items are the inputs alone. ``params`` holds
-    every row's physical parameters and ``labels`` the task's stored label arrays
+    The target of a row is what the learner trains on (``learner.targets(task, params,
+    labels)``, made once for the split: encoded parameters for a regression, boxes and masks
+    for a detector); the learner is the task's unless another is given. ``params`` holds every
+    row's physical parameters and ``labels`` the task's stored label arrays
     (``task.label_keys``).
 
     ``observer`` (an ``OnlineObserver``) applies the online imperfections with a generator
@@ -68,8 +69,8 @@ class ShardDataset(Dataset):
         self._cache = None
         self.params = self._read_params()
         self.labels = {key: self._read_data(key) for key in task.label_keys}
-        self.targets = None if learner is None else learner.targets(task, self.params,
-                                                                     self.labels)
+        learner = learner_of(task) if learner is None else learner
+        self.targets = learner.targets(task, self.params, self.labels)
         if in_memory:
             self._cache = self._read_all()
 
@@ -82,7 +83,11 @@ class ShardDataset(Dataset):
     def _file(self, shard: int) -> h5py.File:
         f = self._files.get(shard)
         if f is None:
-            f = h5py.File(self.root / self.manifest.shards[shard].file, "r")
+            path = self.root / self.manifest.shards[shard].file
+            try:
+                f = h5py.File(path, "r")
+            except OSError as exc:
+                raise DatasetError(f"{path}: unreadable shard ({exc})") from exc
             self._files[shard] = f
         return f
 
@@ -136,7 +141,7 @@ class ShardDataset(Dataset):
         if self.observer is not None:
             x = self.observer(x, index=i, epoch=self.epoch)
         x = torch.as_tensor(self.task.network_view(x.numpy()))
-        return x if self.targets is None else (x, self.targets[i])
+        return x, self.targets[i]
 
     def __getstate__(self):
         state = self.__dict__.copy()

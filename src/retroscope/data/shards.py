@@ -128,7 +128,10 @@ class Manifest:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: corrupt JSON ({exc})") from exc
-        manifest = cls.from_dict(d)
+        try:
+            manifest = cls.from_dict(d)
+        except DatasetError as exc:
+            raise DatasetError(f"{path}: {exc}") from exc
         stored = d.get("config_hash")
         if stored and stored != manifest.config_hash:
             raise DatasetError(f"{path}: config_hash does not match the recorded settings")

@@ -159,7 +159,7 @@ def _write_triplet(folder, shot_id, rng, clouds):
 
 
 def test_predict_on_triplets_bins_frames_and_reports_bad_shots(trained, tmp_path):
-    from retroscope.infer.batch import predict_detection_files
+    from retroscope.infer.batch import predict_files
 
     root, _ = trained
     rng = np.random.default_rng(3)
@@ -168,8 +168,8 @@ def test_predict_on_triplets_bins_frames_and_reports_bad_shots(trained, tmp_path
     (tmp_path / "Image_0009.tiff").write_bytes(b"not a tiff")  # no probe: incomplete
     settings = tmp_path / "lab.json"
     settings.write_text(json.dumps({"fringe_removal": True, "object_pixel_um": 4.0}))
-    rows, failures = predict_detection_files(root / "run", [tmp_path], settings=settings,
-                                             out=tmp_path / "objects.csv")
+    rows, failures = predict_files(root / "run", [tmp_path], settings=settings,
+                                   out=tmp_path / "objects.csv")
     labels = {row["input"] for row in rows}
     assert labels == {f"{tmp_path}/{k:04d}" for k in range(3)}  # 128 px frames binned to 64
     assert any("0009" in label or "0009" in reason for label, reason in failures)
@@ -213,7 +213,7 @@ def test_real_shots_go_through_prediction(trained):
     object: this tiny network is barely trained; the benchmark counts with a real run)."""
     from pathlib import Path
 
-    from retroscope.infer.batch import predict_detection_files
+    from retroscope.infer.batch import predict_files
 
     real = Path(__file__).resolve().parents[4] / "shared" / "data" / "clouds" / "probe-reconstruction"
     if not real.is_dir():
@@ -221,6 +221,6 @@ def test_real_shots_go_through_prediction(trained):
     root, _ = trained
     settings = root / "real.json"
     settings.write_text(json.dumps({"fringe_removal": True, "saturation_counts": 65535}))
-    rows, failures = predict_detection_files(root / "run", [real], settings=settings)
+    rows, failures = predict_files(root / "run", [real], settings=settings)
     assert failures == []
     assert len({row["input"] for row in rows}) == 12

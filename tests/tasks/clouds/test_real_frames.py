@@ -103,11 +103,11 @@ def test_a_trained_run_finds_one_object_on_every_frame_with_atoms(ring, tmp_path
     give none; no frame gives a confident MOT or ODT."""
     if not RUN:
         pytest.skip("set RETROSCOPE_CLOUDS_RUN to a trained clouds run")
-    from retroscope.infer.batch import predict_detection_files
+    from retroscope.infer.batch import predict_files
 
     settings = tmp_path / "real.json"
     settings.write_text(json.dumps({"fringe_removal": True}))
-    rows, failures = predict_detection_files(Path(RUN), [DATA], settings=settings)
+    rows, failures = predict_files(Path(RUN), [DATA], settings=settings)
     assert failures == []
     confident = {}
     for row in rows:

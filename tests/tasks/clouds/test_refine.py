@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retroscope.tasks.clouds import refine
+from retroscope.tasks.clouds import joint_fit, refine
 from retroscope.tasks.clouds.fitting import seeded_fit
 from retroscope.tasks.clouds.geometry import Gaussian2D, angle_difference
 from retroscope.tasks.clouds.profiles import Cloud, render_od, ring_column
@@ -46,13 +46,13 @@ def detection(clouds, scores=None, shift=0):
 def test_jacobian_matches_finite_differences():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 40, 300), rng.uniform(0, 40, 300)
-    evaluate, _ = refine._model_and_jacobian(x, y, ["MOT", "BEC", "other"])
+    evaluate, _ = joint_fit._model_and_jacobian(x, y, ["MOT", "BEC", "other"])
     p = np.array([0.1, 20, 18, 8, 5, 0.3, 1.0, 22, 21, 9, 6, -0.4, 0.5, 5, 4, 1.2,
                   19, 22, 12, 10, 0.3, 0.8, 3.0, 1.5, 0.7])
     numeric = np.stack([(evaluate(p + 1e-6 * e, False)[0] - evaluate(p - 1e-6 * e, False)[0])
                         / 2e-6 for e in np.eye(p.size)], 1)
     np.testing.assert_allclose(evaluate(p, True)[1], numeric, atol=1e-6)
-    value, _ = refine._ring(x, y, p[16:], True)  # the Jacobian's profile is the simulator's
+    value, _ = joint_fit._ring(x, y, p[16:], True)  # the Jacobian's profile is the simulator's
     np.testing.assert_allclose(value, ring_column(x, y, *p[16:]), rtol=1e-12)
 
 
@@ -60,7 +60,7 @@ def test_joint_fit_separates_overlapping_clouds_that_single_fits_merge():
     image = shot([MOT, ODT])
     rng = np.random.default_rng(1)
     seeds = [perturbed(MOT, rng), perturbed(ODT, rng)]
-    fits, result = refine.joint_fit(image, seeds, ["MOT", "ODT"])
+    fits, result = joint_fit.joint_fit(image, seeds, ["MOT", "ODT"])
     assert result.success
     for cloud, fit in zip((MOT, ODT), fits):
         g = fit.gaussian
@@ -80,7 +80,7 @@ def test_joint_fit_separates_overlapping_clouds_that_single_fits_merge():
 def test_bec_fit_recovers_thermal_and_condensate_parts():
     image = shot([BEC], seed=3, sigma=0.02)
     rng = np.random.default_rng(2)
-    (fit,), result = refine.joint_fit(image, [perturbed(BEC, rng, 1.7)], ["BEC"])
+    (fit,), result = joint_fit.joint_fit(image, [perturbed(BEC, rng, 1.7)], ["BEC"])
     assert result.success
     assert fit.gaussian.wx == pytest.approx(BEC.wx, rel=0.05)
     assert fit.gaussian.amplitude == pytest.approx(BEC.od_peak, rel=0.1)
@@ -116,7 +116,7 @@ def test_ring_seed_places_rings_and_arcs_and_the_fit_finishes_the_job():
     crescent = Cloud("other", 48.0, 46.0, 20.0, 20.0, 0.0, 1.2, ring_width=3.0, crescent=3.0,
                      crescent_angle=0.8)
     for cloud in (RING, crescent):
-        seed = refine.ring_seed(render_od([cloud], SHAPE), cloud.mask(SHAPE), 0.0)
+        seed = joint_fit.ring_seed(render_od([cloud], SHAPE), cloud.mask(SHAPE), 0.0)
         # a 140-degree arc pulls the algebraic circle fit in (measured: 0.16 of the radius)
         assert np.hypot(seed.x0 - cloud.x0, seed.y0 - cloud.y0) < 0.2 * cloud.wx
         assert seed.wx == pytest.approx(np.sqrt(cloud.wx * cloud.wy), rel=0.15)
@@ -160,7 +160,7 @@ def test_model_selection_drops_a_second_profile_on_one_cloud_and_keeps_real_pair
     rng = np.random.default_rng(9)
     seeds = [perturbed(MOT, rng), perturbed(inner, rng, 0.6)]
     assert len(refine.select_clouds(image, seeds, ["MOT", "BEC"])) == 1
-    both, _ = refine.joint_fit(image, seeds, ["MOT", "BEC"])
+    both, _ = joint_fit.joint_fit(image, seeds, ["MOT", "BEC"])
     out = refine.refine_detection(image, det, CLASSES)
     assert out["fits"][0] is out["fits"][1]  # both rows describe the one fitted cloud
     g = out["fits"][0].gaussian
@@ -180,8 +180,8 @@ def test_model_selection_drops_a_second_profile_on_one_cloud_and_keeps_real_pair
 def test_assignment_follows_the_light_not_the_order_of_the_fits():
     image = shot([MOT, ODT], seed=11)
     rng = np.random.default_rng(12)
-    fits, _ = refine.joint_fit(image, [perturbed(MOT, rng), perturbed(ODT, rng)],
-                               ["MOT", "ODT"])
+    fits, _ = joint_fit.joint_fit(image, [perturbed(MOT, rng), perturbed(ODT, rng)],
+                                  ["MOT", "ODT"])
     masks = np.stack([MOT.mask(SHAPE), ODT.mask(SHAPE)])
     # the fits handed over swapped (a model selection may leave them so)
     out = refine._assign(fits[::-1], ["MOT", "ODT"], masks, SHAPE, 0.6)
@@ -193,19 +193,19 @@ def test_assignment_follows_the_light_not_the_order_of_the_fits():
 def test_local_refit_of_a_ring_with_an_empty_label():
     # a crescent at the frame's edge whose bright arc lies outside it: no pixel reaches e^-2
     # of its peak, so its label and box are empty; its pair is still testable
-    edge_ring = refine.CloudFit("other", (3.0, 60.0, 10.0, 10.0, 0.0, 0.3, 1.0, 9.0, np.pi),
-                                0.05)
+    edge_ring = joint_fit.CloudFit("other", (3.0, 60.0, 10.0, 10.0, 0.0, 0.3, 1.0, 9.0, np.pi),
+                                   0.05)
     assert not edge_ring.mask(SHAPE).any()
     assert list(edge_ring.box(SHAPE)) == [0.0, 0.0, 0.0, 0.0]
-    mot = refine.CloudFit("MOT", (8.0, 60.0, 12.0, 10.0, 0.0, 0.5), 0.05)
+    mot = joint_fit.CloudFit("MOT", (8.0, 60.0, 12.0, 10.0, 0.0, 0.5), 0.05)
     image = shot([Cloud("MOT", 8.0, 60.0, 12.0, 10.0, 0.0, 0.5)])
-    problem = refine._problem(SHAPE, [Gaussian2D(8.0, 60.0, 12.0, 10.0, 0.0, 0.5, 0.05),
-                                      refine.RingSeed(4.0, 60.0, 10.0, 10.0, 0.0, 0.1, 2.0,
-                                                      0.0, 0.0)], ["MOT", "other"])
+    problem = joint_fit._problem(SHAPE, [Gaussian2D(8.0, 60.0, 12.0, 10.0, 0.0, 0.5, 0.05),
+                                         joint_fit.RingSeed(4.0, 60.0, 10.0, 10.0, 0.0, 0.1,
+                                                            2.0, 0.0, 0.0)], ["MOT", "other"])
     p = np.r_[0.05, mot.params, edge_ring.params]
     local = problem.local(p, [mot, edge_ring], [0, 1], SHAPE)
     assert local.region.sum() > 2 * local.start.size
-    fits, result = refine._solve(image, local, 10)
+    fits, result = joint_fit._solve(image, local, 10)
     assert [f.kind for f in fits] == ["MOT", "other"] and np.all(np.isfinite(result.x))
 
 
@@ -217,14 +217,15 @@ def test_significance_weighs_a_cloud_against_the_frame_structure_at_its_scale():
     real = Cloud("MOT", 40.0, 40.0, 8.0, 8.0, 0.0, 0.6)
     for cloud, low, high in ((blob, 0.0, 5.0), (real, 5.0, np.inf)):
         image = 0.02 + fringes + render_od([cloud], SHAPE) + rng.normal(0, 0.01, SHAPE)
-        fit = refine.CloudFit("MOT", (cloud.x0, cloud.y0, cloud.wx, cloud.wy, 0.0,
-                                      cloud.od_peak), 0.02)
+        fit = joint_fit.CloudFit("MOT", (cloud.x0, cloud.y0, cloud.wx, cloud.wy, 0.0,
+                                         cloud.od_peak), 0.02)
         (z,) = refine.significance(image, [fit])
         assert low <= z < high, (cloud.od_peak, z)
     # white noise alone: std of the matched-filter amplitude is sigma_px / (sqrt(pi) sigma)
     image = 0.02 + render_od([real], SHAPE) + rng.normal(0, 0.01, SHAPE)
-    (z,) = refine.significance(image, [refine.CloudFit("MOT", (40.0, 40.0, 8.0, 8.0, 0.0, 0.6),
-                                                       0.02)])
+    (z,) = refine.significance(image, [joint_fit.CloudFit("MOT",
+                                                          (40.0, 40.0, 8.0, 8.0, 0.0, 0.6),
+                                                          0.02)])
     assert z == pytest.approx(0.6 / (0.01 / (np.sqrt(np.pi) * 4.0)), rel=0.3)
     # refine_detection keeps only fits above min_significance (z of this one: about 380)
     assert refine.refine_detection(image, detection([real]), CLASSES)["fits"][0] is not None

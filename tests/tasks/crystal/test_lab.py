@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retroscope.tasks.crystal import lab
+from retroscope.tasks.crystal import lab, lab_settings
 from retroscope.tasks.crystal.formation import form_crystal
 from retroscope.tasks.crystal.render import (
     ImagingConfig,
@@ -247,45 +247,45 @@ def test_bad_images_raise(image, message):
 # -- settings -----------------------------------------------------------------------------
 def test_settings_validation_names_key():
     with pytest.raises(ValueError, match="'pixel_size'"):
-        lab.validate_lab_settings({"pixel_size": 1.5})
+        lab_settings.validate_lab_settings({"pixel_size": 1.5})
     with pytest.raises(ValueError, match="'pixel_um'"):
-        lab.validate_lab_settings({"pixel_um": -1.0})
+        lab_settings.validate_lab_settings({"pixel_um": -1.0})
     with pytest.raises(ValueError, match="'median5'"):
-        lab.validate_lab_settings({"median5": "yes"})
+        lab_settings.validate_lab_settings({"median5": "yes"})
     with pytest.raises(ValueError, match="'background'"):
-        lab.validate_lab_settings({"background": "auto"})
+        lab_settings.validate_lab_settings({"background": "auto"})
     with pytest.raises(ValueError, match="'threshold'"):
-        lab.validate_lab_settings({"threshold": 1.5})
+        lab_settings.validate_lab_settings({"threshold": 1.5})
     with pytest.raises(ValueError, match="'trap_scale'"):
         lab.preprocess_lab_image(np.ones((8, 8)), {"trap_scale": True}, IMAGING)
-    full = lab.validate_lab_settings({"pixel_um": 2, "background": 12})
+    full = lab_settings.validate_lab_settings({"pixel_um": 2, "background": 12})
     assert full["pixel_um"] == 2.0 and full["background"] == 12.0 and full["median5"] is True
 
 
 def test_load_lab_settings(tmp_path, monkeypatch):
     good = tmp_path / "lab.toml"
     good.write_text('pixel_um = 1.55\nrotation_deg = 5\nbackground = "border"\n')
-    assert lab.load_lab_settings(good) == {"pixel_um": 1.55, "rotation_deg": 5,
-                                           "background": "border"}
+    assert lab_settings.load_lab_settings(good) == {"pixel_um": 1.55, "rotation_deg": 5,
+                                                    "background": "border"}
     bad = tmp_path / "bad.toml"
     bad.write_text("pixel_um = 1.55\nellipse_margn = 1.2\n")
     with pytest.raises(ValueError, match=r"bad\.toml.*'ellipse_margn'"):
-        lab.load_lab_settings(bad)
+        lab_settings.load_lab_settings(bad)
     wrong_type = tmp_path / "lab.json"
     wrong_type.write_text(json.dumps({"enhance_outer": "lots"}))
     with pytest.raises(ValueError, match=r"lab\.json.*'enhance_outer'"):
-        lab.load_lab_settings(wrong_type)
+        lab_settings.load_lab_settings(wrong_type)
     broken = tmp_path / "broken.toml"
     broken.write_text("pixel_um = \n")
     with pytest.raises(ValueError, match=r"broken\.toml"):
-        lab.load_lab_settings(broken)
+        lab_settings.load_lab_settings(broken)
     with pytest.raises(ValueError, match=r"\.toml, \.json or \.yaml"):
-        lab.load_lab_settings(tmp_path / "lab.ini")
+        lab_settings.load_lab_settings(tmp_path / "lab.ini")
     yml = tmp_path / "lab.yaml"
     yml.write_text("pixel_um: 1.5\nauto_rotate: false\n")
     monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML not importable
     with pytest.raises(ValueError, match="PyYAML"):
-        lab.load_lab_settings(yml)
+        lab_settings.load_lab_settings(yml)
 
 
 def test_load_yaml_settings(tmp_path):
@@ -293,14 +293,14 @@ def test_load_yaml_settings(tmp_path):
     yml = tmp_path / "lab.yml"
     yml.write_text("pixel_um: 1.5\nauto_rotate: false\nmedian_5: true\n")
     with pytest.raises(ValueError, match=r"lab\.yml.*'median_5'"):
-        lab.load_lab_settings(yml)
+        lab_settings.load_lab_settings(yml)
     yml.write_text("pixel_um: 1.5\nauto_rotate: false\n")
-    assert lab.load_lab_settings(yml) == {"pixel_um": 1.5, "auto_rotate": False}
+    assert lab_settings.load_lab_settings(yml) == {"pixel_um": 1.5, "auto_rotate": False}
 
 
 @pytest.mark.parametrize("name", ["lab-boulder.toml", "lab-liverpool.toml"])
 def test_example_settings_load_and_run(name, tilted):
-    settings = lab.load_lab_settings(EXAMPLES / name)
+    settings = lab_settings.load_lab_settings(EXAMPLES / name)
     assert 1.0 < settings["pixel_um"] < 2.0
     image, _, _ = tilted
     out = lab.preprocess_lab_image(image, settings, IMAGING)

@@ -224,7 +224,7 @@ class BeamStop(Filter):
 def shift_image(x: Tensor, dy: int, dx: int) -> Tensor:
     """Translate ``x`` (C, H, W) by ``dy`` rows and ``dx`` columns; zero fill."""
     h, w = x.shape[-2:]
-    y = torch.zeroslike(x)
+    y = torch.zeros_like(x)
     if abs(dy) < h and abs(dx) < w:
         y[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
             x[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]

@@ -16,7 +16,7 @@ from retroscope.data.dataset import ShardDataset
 from retroscope.io.atomic import write_json_atomic
 from retroscope.learners.detection.calibration import match
 from retroscope.learners.detection.coco import detection_map
-from retroscope.learners.detection.module import ObjectTargets, run_detector
+from retroscope.learners.detection.module import run_detector
 from retroscope.learners.detection.predictor import DetectionPredictor
 
 
@@ -100,9 +100,8 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
     predictor = DetectionPredictor(run_dir, refine=refine)
     task = predictor.task
     dataset = ShardDataset(data, task, split, in_memory=True)
-    images = [dataset[i].numpy() for i in range(len(dataset))]
-    targets = ObjectTargets(task, dataset.labels)
-    targets = [targets[i] for i in range(len(dataset))]
+    images = [dataset[i][0].numpy() for i in range(len(dataset))]
+    targets = [dataset[i][1] for i in range(len(dataset))]
     t0 = time.perf_counter()
     dets = run_detector(predictor.model, images, batch_size, predictor.device)
     seconds = time.perf_counter() - t0

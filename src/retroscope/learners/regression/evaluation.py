@@ -41,7 +41,7 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     predictor = Predictor(run_dir)
     task = predictor.task
     dataset = ShardDataset(data, task, split, in_memory=True)
-    x = np.stack([dataset[i].numpy() for i in range(len(dataset))])
+    x = np.stack([dataset[i][0].numpy() for i in range(len(dataset))])
     t0 = time.perf_counter()
     pred = predictor.predict_inputs(x)
     seconds = time.perf_counter() - t0

@@ -4,8 +4,8 @@ The physics is usable on its own: :mod:`.trap` (Mathieu parameters, secular freq
 species, trap presets), :mod:`.dynamics` (numba Coulomb forces, FIRE, Langevin, full-RF
 Verlet), :mod:`.theory` (cold-fluid spheroid), :mod:`.formation` (crystal formation,
 :func:`equilibrium_positions`), :mod:`.render` (fluorescence image), :mod:`.camera` (camera
-noise and augmentation), :mod:`.lab` (lab-image preprocessing), :mod:`.baseline` (iterative
-simulated-image matching).
+noise and augmentation), :mod:`.lab` and :mod:`.lab_settings` (lab-image preprocessing and its
+settings), :mod:`.baseline` (iterative simulated-image matching).
 """
 
 from retroscope.tasks.crystal import camera as _camera  # registers the camera transforms

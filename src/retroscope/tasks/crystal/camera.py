@@ -278,7 +278,7 @@ class Renormalise(Filter):
         q = torch.quantile(flat.to(torch.promote_types(flat.dtype, torch.float32)),
                            self.quantile).to(x.dtype)
         top = torch.where(q > 0, q, flat.amax())
-        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.oneslike(top))
+        top = torch.where(torch.isfinite(top) & (top > 0), top, torch.ones_like(top))
         return x / top
 
 

@@ -242,7 +242,7 @@ class CrystalTask(Task):
         return preprocess_lab_image(image, settings or {}, self.imaging)
 
     def check_settings(self, settings: dict, source: str = "settings") -> dict:
-        from retroscope.tasks.crystal.lab import validate_lab_settings
+        from retroscope.tasks.crystal.lab_settings import validate_lab_settings
 
         validate_lab_settings(settings, source)
         return settings

@@ -1,0 +1,52 @@
+"""A fourth task, from outside the package, through the whole command line.
+
+The toy task of ``tests/plugins/blob_task.py`` is registered the way a lab's package would be
+(an entry point in the group ``retroscope.tasks``, see ``tests/conftest.py``); nothing is
+installed and no shared module names it. simulate -> train -> evaluate -> predict then run on
+it through ``retroscope``'s commands, as on the built-in tasks.
+"""
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from retroscope.cli import app
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "retroscope"
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_plugin_is_found_only_through_its_entry_point(blob_task):
+    (ep,) = [ep for ep in entry_points(group="retroscope.tasks") if ep.name == "blob-test"]
+    assert ep.value == "blob_task:BlobTask"
+    assert type(blob_task).__module__ == "blob_task"  # the plugin's own module, not ours
+    shared = [p for p in SRC.rglob("*.py") if "blob" in p.read_text().lower()]
+    assert shared == []
+
+
+def test_simulate_train_evaluate_predict_a_plugin_task_through_the_cli(tmp_path, blob_task):
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert "blob-test" in _run("tasks")
+    _run("simulate", "blob-test", "--n", 160, "--out", data, "--workers", 1,
+         "--shard-size", 64, "--seed", 4)
+    _run("train", "blob-test", "--data", data, "--out", run, "--epochs", 3,
+         "--batch-size", 32)
+    config = json.loads((run / "config.json").read_text())
+    assert (config["task"], config["learner"]) == ("blob-test", "regression")
+    _run("evaluate", run, "--data", data)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["targets"]) == {"x0_px", "sigma_px"}
+    spot = blob_task.simulate({"x0_px": np.array([8.0]), "sigma_px": np.array([2.0])},
+                              np.random.default_rng(0))["image"][0]
+    np.save(tmp_path / "spot.npy", spot)
+    _run("predict", run, tmp_path / "spot.npy", "--out", tmp_path / "answers.csv")
+    header, row = (tmp_path / "answers.csv").read_text().splitlines()[:2]
+    assert "x0_px_low" in header and "spot.npy" in row
