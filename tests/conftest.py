@@ -50,3 +50,21 @@ def blob_task():
     from retroscope.core.registry import get_task
 
     return get_task("blob-test")
+
+
+@pytest.fixture
+def unfinished_campaign(blob_task):
+    """Make an unfinished campaign of the toy task in a folder, as a run stopped mid-way leaves
+    it: simulated, then one shard marked not done in the manifest. Returns the folder."""
+    from retroscope.compute.campaign import generate
+    from retroscope.data.shards import Manifest
+
+    def make(root: Path, n: int = 20, shard_size: int = 10, seed: int = 0,
+             shard: int = 1) -> Path:
+        generate(blob_task, root, n, shard_size=shard_size, seed=seed, progress=False)
+        manifest = Manifest.load(root)
+        manifest.shards[shard].done = False
+        manifest.save(root)
+        return root
+
+    return make

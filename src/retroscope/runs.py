@@ -124,6 +124,20 @@ class Run:
             xs.append(x)
         return xs
 
+    def accept(self, items: list) -> tuple[list[np.ndarray], list[tuple], list[tuple]]:
+        """Split experimental ``items`` [(label, source, observable, context)] into the network
+        inputs the run can take, the (label, source, context) of each, and failures [(label,
+        reason)] for the others (a shape the network was not trained on)."""
+        inputs, kept, failures = [], [], []
+        for label, source, observable, context in items:
+            try:
+                inputs.append(self.inputs([observable])[0])
+            except ValueError as exc:
+                failures.append((label, str(exc)))
+                continue
+            kept.append((label, source, context))
+        return inputs, kept, failures
+
 
 def open_run(run_dir: Path) -> Run:
     """A finished run: its weights' metadata and its task with the run's simulation settings

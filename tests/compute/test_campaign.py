@@ -99,12 +99,9 @@ def test_dataset_splits_partition_rows(tmp_path, blob_task):
     assert np.array_equal(clone[0][0], lazy[0][0])
 
 
-def test_incomplete_dataset_is_refused_for_training(tmp_path, blob_task):
-    root = tmp_path / "d"
-    generate(blob_task, root, 20, shard_size=10, seed=0, progress=False)
-    m = Manifest.load(root)
-    m.shards[1].done = False
-    m.save(root)
+def test_incomplete_dataset_is_refused_for_training(tmp_path, blob_task,
+                                                   unfinished_campaign):
+    root = unfinished_campaign(tmp_path / "d")
     with pytest.raises(DatasetError, match="incomplete"):
         ShardDataset(root, blob_task, "train")
 

@@ -46,7 +46,8 @@ def test_simulate_refuses_to_write_into_a_merged_dataset(tmp_path, blob_task, pa
         generate(blob_task, tmp_path / "ab", 70, shard_size=16, seed=0, progress=False)
 
 
-def test_merge_refuses_what_would_give_a_wrong_dataset(tmp_path, blob_task, parts):
+def test_merge_refuses_what_would_give_a_wrong_dataset(tmp_path, blob_task, parts,
+                                                      unfinished_campaign):
     a, b = parts
     with pytest.raises(DatasetError, match="at least two"):
         merge_datasets([a], tmp_path / "x")
@@ -64,11 +65,7 @@ def test_merge_refuses_what_would_give_a_wrong_dataset(tmp_path, blob_task, part
     with pytest.raises(DatasetError, match="(?s)other settings.*config.pixel_um"):
         merge_datasets([a, other], tmp_path / "x")
 
-    half = tmp_path / "half"
-    generate(blob_task, half, 20, shard_size=16, seed=3, progress=False)
-    m = Manifest.load(half)
-    m.shards[0].done = False
-    m.save(half)
+    half = unfinished_campaign(tmp_path / "half", shard_size=16, seed=3, shard=0)
     with pytest.raises(DatasetError, match="incomplete"):
         merge_datasets([a, half], tmp_path / "x")
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()

@@ -1,7 +1,7 @@
 """The training machinery every learner shares: datasets, loaders, the Lightning trainer.
 
-A learner's ``fit`` builds its LightningModule and calls these: :func:`split_datasets` (the
-training split with the task's online imperfections, the validation split clean),
+A learner's ``fit`` builds its LightningModule and calls these: :func:`prepare_data` (the
+training split with the task's online imperfections, the validation split clean, loaders),
 :func:`make_trainer` (checkpoints of the best and the last epoch, early stopping where asked,
 the time limit, CSV or MLflow logging, CUDA when present) and :func:`fit_best` (train, resume
 from ``last.ckpt`` where asked, restore the best epoch's weights).
@@ -43,6 +43,19 @@ def split_datasets(task, cfg, learner) -> tuple[ShardDataset, ShardDataset]:
     return train_set, val_set
 
 
+def prepare_data(task, cfg, learner):
+    """Seed everything with ``cfg.seed``, then (training split, validation split, their
+    loaders) with the learner's targets and collate function."""
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    train_set, val_set = split_datasets(task, cfg, learner)
+    collate = learner.collate()
+    return (train_set, val_set,
+            loader(train_set, cfg.batch_size, True, cfg.num_workers, cfg.seed, collate),
+            loader(val_set, cfg.batch_size, False, cfg.num_workers, cfg.seed, collate))
+
+
 def loader(dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
            collate_fn=None):
     """A DataLoader with a seeded shuffle; the last incomplete training batch is dropped."""
@@ -79,18 +92,31 @@ def make_logger(cfg, out: Path):
     return CSVLogger(save_dir=str(out), name="logs", version="")
 
 
+def _epoch_callback():
+    """A Lightning callback that tells the training dataset which epoch starts, so that the
+    online imperfections are drawn afresh every epoch (``ShardDataset.set_epoch``)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class DatasetEpoch(Callback):
+        def on_train_epoch_start(self, trainer, module) -> None:
+            trainer.train_dataloader.dataset.set_epoch(trainer.current_epoch)
+
+    return DatasetEpoch()
+
+
 def make_trainer(cfg, out: Path, monitor: str, mode: str, callbacks: list | None = None,
                  progress: bool = True, early_stopping: bool = False, **trainer_kwargs):
     """(Lightning Trainer, its best-epoch ModelCheckpoint) for a run directory ``out``:
-    ``checkpoints/best.ckpt`` by ``monitor`` (``mode`` "min" or "max") and ``last.ckpt``,
-    early stopping on ``monitor`` after ``cfg.patience`` epochs where asked, ``cfg``'s epochs,
-    time limit and precision; further Trainer settings in ``trainer_kwargs``."""
+    ``checkpoints/best.ckpt`` by ``monitor`` (``mode`` "min" or "max") and ``last.ckpt``;
+    fresh online imperfections every epoch; early stopping on ``monitor`` after
+    ``cfg.patience`` epochs where asked; ``cfg``'s epochs, time limit and precision; further
+    Trainer settings in ``trainer_kwargs``."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     ckpt = ModelCheckpoint(dirpath=Path(out) / "checkpoints", filename="best", monitor=monitor,
                            mode=mode, save_last=True)
-    extra = [ckpt, *(callbacks or [])]
+    extra = [ckpt, _epoch_callback(), *(callbacks or [])]
     if early_stopping:
         extra.insert(1, EarlyStopping(monitor=monitor, patience=cfg.patience, mode=mode))
     if progress:

@@ -40,27 +40,15 @@ class DetectionLearner(Learner):
     def fit(self, task, cfg, out, resume=False, progress=True, callbacks=None) -> dict:
         """Mask R-CNN from random weights with the recipe of :mod:`.module`, best epoch by the
         validation mean of box and mask mAP; then the per-object calibration."""
-        import lightning as L
         import torch
 
         from retroscope.data.shards import Manifest
         from retroscope.learners.detection.calibration import calibrate_and_save
         from retroscope.learners.detection.module import DetectionModule
         from retroscope.models import build_model
-        from retroscope.train.trainer import (
-            fit_best,
-            input_statistics,
-            loader,
-            make_trainer,
-            split_datasets,
-        )
+        from retroscope.train.trainer import fit_best, input_statistics, make_trainer, prepare_data
 
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        train_set, val_set = split_datasets(task, cfg, self)
-        collate = self.collate()
-        train_loader = loader(train_set, cfg.batch_size, True, cfg.num_workers, cfg.seed,
-                              collate)
-        val_loader = loader(val_set, cfg.batch_size, False, cfg.num_workers, cfg.seed, collate)
+        train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
         mean, std = input_statistics(train_set, n=256)
         input_shape = tuple(train_set[0][0].shape)
         model_kwargs = {**cfg.model_kwargs, "num_classes": len(task.classes) + 1,

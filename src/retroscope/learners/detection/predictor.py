@@ -99,14 +99,7 @@ class DetectionPredictor:
         experimental frame's units (``task.to_frame``); n_objects counts the objects that
         repeat none; an input where nothing was found gets one row with n_objects = 0.
         Returns (rows, failures [(label, reason)]) for inputs the network cannot take."""
-        xs, kept, failures = [], [], []
-        for label, source, observable, context in items:
-            try:
-                xs.append(self.inputs([observable])[0])
-            except ValueError as exc:
-                failures.append((label, str(exc)))
-                continue
-            kept.append((label, source, context))
+        xs, kept, failures = self.run.accept(items)
         objects = self.predict_inputs(xs, batch_size=batch_size) if xs else []
         rows = []
         for (label, source, context), objs in zip(kept, objects):

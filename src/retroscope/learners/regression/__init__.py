@@ -32,22 +32,11 @@ class RegressionLearner(Learner):
     def fit(self, task, cfg, out, resume=False, progress=True, callbacks=None) -> dict:
         """AdamW with a one-cycle schedule, early stopping on the validation loss; then the
         conformal intervals and the OOD model (:mod:`.calibration`)."""
-        import lightning as L
-
         from retroscope.learners.regression.calibration import calibrate_and_save
         from retroscope.learners.regression.module import Network, RegressionModule
-        from retroscope.train.trainer import (
-            fit_best,
-            input_statistics,
-            loader,
-            make_trainer,
-            split_datasets,
-        )
+        from retroscope.train.trainer import fit_best, input_statistics, make_trainer, prepare_data
 
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        train_set, val_set = split_datasets(task, cfg, self)
-        train_loader = loader(train_set, cfg.batch_size, True, cfg.num_workers, cfg.seed)
-        val_loader = loader(val_set, cfg.batch_size, False, cfg.num_workers, cfg.seed)
+        train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
         network = Network(cfg.model, cfg.model_kwargs, task.targets.dim)
         if cfg.precision.startswith("bf16"):
             # oneDNN's bfloat16 convolutions run fastest on NHWC tensors

@@ -97,12 +97,6 @@ class RegressionModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         return self._step(batch, "val")
 
-    def on_train_epoch_start(self) -> None:
-        loader = self.trainer.train_dataloader
-        dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.current_epoch)
-
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)

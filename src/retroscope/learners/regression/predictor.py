@@ -93,21 +93,13 @@ class Predictor:
         per target column the value and its interval (``_low``, ``_high``), the task's own
         columns, the OOD score and flag. Returns (rows, failures [(label, reason)]) for
         inputs whose shape the network cannot take."""
-        labels, paths, inputs, failures = [], [], [], []
-        for label, source, obs, _ in items:
-            try:
-                inputs.append(self.inputs([obs])[0])
-            except ValueError as exc:
-                failures.append((label, str(exc)))
-                continue
-            labels.append(label)
-            paths.append(source)
+        inputs, kept, failures = self.run.accept(items)
         rows = []
         if not inputs:
             return rows, failures
         pred = self.predict_inputs(np.stack(inputs), batch_size=batch_size)
-        for i, label in enumerate(labels):
-            row = {"input": label, "file": paths[i]}
+        for i, (label, source, _) in enumerate(kept):
+            row = {"input": label, "file": source}
             for j, col in enumerate(pred.columns):
                 row[col] = float(pred.value[i, j])
                 row[f"{col}_low"] = float(pred.low[i, j])
