@@ -15,17 +15,21 @@ PLUGINS = Path(__file__).parent / "plugins"
 
 
 def _register_blob_plugin() -> None:
-    """Make ``tests/plugins/blob_task.py`` an installed plugin without installing anything: a
-    distribution's metadata (``*.dist-info`` with an ``entry_points.txt`` naming the task in
-    the group ``retroscope.tasks``) in a temporary folder on the path, exactly what pip would
-    write. Child processes (Dask workers, the CLI) find it through PYTHONPATH."""
+    """Make ``tests/plugins/`` an installed plugin without installing anything: a
+    distribution's metadata (``*.dist-info`` with an ``entry_points.txt`` naming two toy tasks
+    in the group ``retroscope.tasks`` and a toy learner in ``retroscope.learners``) in a
+    temporary folder on the path, exactly what pip would write. Child processes (Dask
+    workers, the CLI) find it through PYTHONPATH."""
     site = Path(tempfile.mkdtemp(prefix="retroscope-plugin-"))
     info = site / "retroscope_blob_test-0.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: retroscope-blob-test\n"
                                    "Version: 0.0\n")
     (info / "entry_points.txt").write_text("[retroscope.tasks]\n"
-                                           "blob-test = blob_task:BlobTask\n")
+                                           "blob-test = blob_task:BlobTask\n"
+                                           "blob-mean-test = blob_task:BlobMeanTask\n"
+                                           "[retroscope.learners]\n"
+                                           "mean-test = mean_learner:LEARNER\n")
     for path in (str(PLUGINS), str(site)):
         sys.path.append(path)
     os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -50,3 +50,20 @@ def test_simulate_train_evaluate_predict_a_plugin_task_through_the_cli(tmp_path,
     _run("predict", run, tmp_path / "spot.npy", "--out", tmp_path / "answers.csv")
     header, row = (tmp_path / "answers.csv").read_text().splitlines()[:2]
     assert "x0_px_low" in header and "spot.npy" in row
+
+
+def test_a_plugin_learner_is_reached_only_through_the_protocol(tmp_path):
+    """A task naming a learner that lives outside retroscope (``tests/plugins/mean_learner.py``,
+    the training mean as the answer) goes through the same commands: shared code asked the
+    learner for everything that depends on the kind of network."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    _run("simulate", "blob-mean-test", "--n", 100, "--out", data, "--workers", 1,
+         "--shard-size", 50)
+    _run("train", "blob-mean-test", "--data", data, "--out", run)
+    assert json.loads((run / "config.json").read_text())["learner"] == "mean-test"
+    assert "RMSE" in _run("evaluate", run, "--data", data)
+    np.save(tmp_path / "any.npy", np.zeros((13, 17), np.float32))
+    out = _run("predict", run, tmp_path / "any.npy", "--out", tmp_path / "answers.csv")
+    assert "any.npy" in out
+    header = (tmp_path / "answers.csv").read_text().splitlines()[0]
+    assert "x0_px_low" in header

@@ -63,3 +63,10 @@ class BlobTask(Task):
     def demo_settings(self) -> DemoSettings:
         return DemoSettings(n=120, workers=1, shard_size=60, epochs=2, train_minutes=1.0,
                             train={"batch_size": 32, "lr": 3e-3}, n_files=2)
+
+
+class BlobMeanTask(BlobTask):
+    """The same spot, read by the toy learner of ``mean_learner.py`` (a plugin as well)."""
+
+    name = "blob-mean-test"
+    learner = "mean-test"
