@@ -1,5 +1,6 @@
 # retroscope: the two commands of the README.
 #   make demo  - simulate, train briefly, evaluate, predict and report on the diffraction task
+#                into demo-output/diffraction/ (each task into its own folder; nothing else is deleted)
 #                (make demo TASK=crystal / TASK=clouds: the same on the Coulomb-crystal task
 #                or the atom-cloud detection task)
 #   make test  - the fast test suite (slow and GPU tests are excluded / skipped)
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/retroscope demo $(TASK) --out $(DEMO) --overwrite
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/retroscope demo $(TASK) --out $(DEMO)/$(TASK) --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -104,13 +104,15 @@ def _epoch_callback():
     return DatasetEpoch()
 
 
-def make_trainer(cfg, out: Path, monitor: str, mode: str, callbacks: list | None = None,
-                 progress: bool = True, early_stopping: bool = False, **trainer_kwargs):
+def make_trainer(cfg, out: Path, monitor: str, mode: str, steps_per_epoch: int,
+                 callbacks: list | None = None, progress: bool = True,
+                 early_stopping: bool = False, **trainer_kwargs):
     """(Lightning Trainer, its best-epoch ModelCheckpoint) for a run directory ``out``:
     ``checkpoints/best.ckpt`` by ``monitor`` (``mode`` "min" or "max") and ``last.ckpt``;
     fresh online imperfections every epoch; early stopping on ``monitor`` after
-    ``cfg.patience`` epochs where asked; ``cfg``'s epochs, time limit and precision; further
-    Trainer settings in ``trainer_kwargs``."""
+    ``cfg.patience`` epochs where asked; ``cfg``'s epochs, time limit and precision; the
+    training loss logged every 10 steps, or once an epoch for shorter epochs
+    (``steps_per_epoch``); further Trainer settings in ``trainer_kwargs``."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -127,7 +129,8 @@ def make_trainer(cfg, out: Path, monitor: str, mode: str, callbacks: list | None
                         logger=make_logger(cfg, out), enable_progress_bar=progress,
                         enable_model_summary=False,
                         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
-                        precision=cfg.precision, log_every_n_steps=10, **trainer_kwargs)
+                        precision=cfg.precision,
+                        log_every_n_steps=max(1, min(10, steps_per_epoch)), **trainer_kwargs)
     return trainer, ckpt
 
 

@@ -95,7 +95,9 @@ def _study(out: Path, seed: int, space: tuple[Hyperparameter, ...] | None = None
         from scipy.stats import qmc
 
         points = qmc.Sobol(len(space), scramble=True, rng=np.random.default_rng(seed))
-        for u in points.random(N_SOBOL):
+        # draw the next power of two (Sobol points balance only in such blocks) and keep the
+        # first N_SOBOL of them
+        for u in points.random_base2(math.ceil(math.log2(N_SOBOL)))[:N_SOBOL]:
             values = {}
             for h, v in zip(space, u):
                 value = float(h.from_unit(v))

@@ -64,8 +64,9 @@ class DetectionLearner(Learner):
                                  decay=cfg.decay,
                                  warmup_steps=min(200, max(len(train_loader) - 1, 1)),
                                  steps_per_epoch=len(train_loader))
-        trainer, ckpt = make_trainer(cfg, out, "val_mean_map", "max", callbacks, progress,
-                                     num_sanity_val_steps=0, gradient_clip_val=10.0)
+        trainer, ckpt = make_trainer(cfg, out, "val_mean_map", "max", len(train_loader),
+                                     callbacks, progress, num_sanity_val_steps=0,
+                                     gradient_clip_val=10.0)
         summary = fit_best(trainer, ckpt, module, train_loader, val_loader, out, resume)
         model = module.model.cpu().eval().to(memory_format=torch.contiguous_format)
         summary.update(calibrate_and_save(task, model, cfg, model_kwargs, out, val_set))

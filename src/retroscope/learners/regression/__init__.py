@@ -47,8 +47,8 @@ class RegressionLearner(Learner):
         module = RegressionModule(network, align=task.targets.align, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, epochs=cfg.epochs,
                                   steps_per_epoch=len(train_loader))
-        trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", callbacks, progress,
-                                     early_stopping=True)
+        trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", len(train_loader), callbacks,
+                                     progress, early_stopping=True)
         summary = fit_best(trainer, ckpt, module, train_loader, val_loader, out, resume)
         network = module.network.cpu().eval().to(memory_format=torch.contiguous_format)
         summary.update(calibrate_and_save(task, network, cfg, out, train_set, val_set))
