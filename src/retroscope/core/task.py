@@ -62,6 +62,32 @@ class DemoSettings:
     baseline_kwargs: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """What a task reads from an experimental file: 2-D frames at least ``min_px`` pixels
+    on each side, with a height/width ratio inside ``aspect``; ``stacks``: whether a file may
+    hold several frames (a 3-D array, a multi-page TIFF, a CXI stack), each read as one
+    input. A file outside this is refused as a whole, with its shape and what was expected,
+    never resampled into an answer."""
+
+    min_px: int = 8
+    aspect: tuple[float, float] = (0.1, 10.0)
+    stacks: bool = True
+
+    def problem(self, shapes: list[tuple[int, ...]]) -> str | None:
+        """Why frames of these shapes (one file's) are refused, or None."""
+        if len(shapes) > 1 and not self.stacks:
+            return f"a stack of {len(shapes)} frames; this task reads one 2-D image per file"
+        for rows, cols in set(shapes):
+            if min(rows, cols) < self.min_px:
+                return (f"frames of {rows} x {cols} px; this task needs at least "
+                        f"{self.min_px} px on each side")
+            if not self.aspect[0] <= rows / cols <= self.aspect[1]:
+                return (f"frames of {rows} x {cols} px (height/width {rows / cols:.2g}); "
+                        f"this task reads {self.aspect[0]:g} to {self.aspect[1]:g}")
+        return None
+
+
 class Task(ABC):
     """Base class of every task. Subclasses set the attributes and implement ``simulate``."""
 
@@ -86,6 +112,8 @@ class Task(ABC):
     input_flips: tuple[tuple[int, ...], ...] = ()
     #: prediction columns a person reads first (demo tables); empty: the learner's choice
     headline_columns: tuple[str, ...] = ()
+    #: what an experimental file must hold to be read (shape, stacks)
+    accepts: InputSpec = InputSpec()
     #: simulation settings (frozen dataclass, hashed into the manifest) or None
     settings: Any = None
     #: reading settings (frozen dataclass, recorded in a run, not in the data) or None
@@ -177,8 +205,9 @@ class Task(ABC):
 
     def read_experimental(self, paths, settings: dict | None = None):
         """Experimental inputs: ([(label, source file, observable, context)], failures
-        [(label, reason)]). The default reads every frame of every file as one observable;
-        a task whose measurement spans several files (e.g. absorption triplets) overrides it."""
+        [(label, reason)]). The default reads every frame of every file that ``accepts``
+        allows as one observable; a task whose measurement spans several files (e.g.
+        absorption triplets) overrides it."""
         from retroscope.io.readers import ReadError, read_images
 
         items, failures = [], []
@@ -187,6 +216,10 @@ class Task(ABC):
                 frames = read_images(path)
             except ReadError as exc:
                 failures.append((str(path), str(exc)))
+                continue
+            problem = self.accepts.problem([image.shape for _, image in frames])
+            if problem is not None:
+                failures.append((str(path), problem))
                 continue
             for label, image in frames:
                 try:

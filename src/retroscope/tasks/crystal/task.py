@@ -29,7 +29,7 @@ import numpy as np
 
 from retroscope.core.params import ParameterSpace, Scalar
 from retroscope.core.targets import LinearTargets
-from retroscope.core.task import DemoSettings, ModelSpec, Task
+from retroscope.core.task import DemoSettings, InputSpec, ModelSpec, Task
 from retroscope.tasks.crystal.formation import (
     DEFAULT_TEMPERATURE_MK,
     FormationConfig,
@@ -93,6 +93,8 @@ class CrystalTask(Task):
     # the trap is symmetric under x -> -x and z -> -z (pseudopotential, Coulomb energy and
     # micromotion alike), so a mirrored image is an equally likely crystal with the same N
     input_flips = ((-1,), (-2,), (-2, -1))
+    #: a camera frame or region of at least 24 px a side; stacks are image sequences
+    accepts = InputSpec(min_px=24, aspect=(0.2, 5.0))
 
     def __init__(self, trap: str = "oxford", n_ca: tuple[int, int] = (30, 350),
                  v_rf: tuple[float, float] = (170.0, 300.0),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from retroscope.core.params import Orientation, ParameterSpace, Scalar
-from retroscope.core.task import DemoSettings, ModelSpec, Task
+from retroscope.core.task import DemoSettings, InputSpec, ModelSpec, Task
 from retroscope.tasks.diffraction import msft, shapes, symmetry
 from retroscope.tasks.diffraction.targets import OrientationRadiusTargets, diffraction_errors
 
@@ -41,6 +41,8 @@ class DiffractionTask(Task):
     infers = "circumradius (nm) and orientation (quaternion) of an icosahedral cluster"
     observable = "image"
     model = ModelSpec("resnet18", {"base_width": 32, "stem": "imagenet"})
+    #: a detector frame (square-ish, at least 32 px a side); stacks are runs of shots
+    accepts = InputSpec(min_px=32, aspect=(0.5, 2.0))
 
     def __init__(self, shape: str = "icosahedron", config: msft.MSFTConfig | None = None,
                  radius_nm: tuple[float, float] = (30.0, 160.0)) -> None:
