@@ -72,7 +72,7 @@ def tasks() -> None:
     for col in ("task", "infers", "paper", "parameters"):
         table.add_column(col)
     for t in list_tasks():
-        params = ", ".join(f"{n} {r}" for n, _, r in t.space.describe())
+        params = ", ".join(f"{n} {r} {u}".rstrip() for n, u, r in t.space.describe())
         table.add_row(t.name, t.infers, t.paper, params)
     console.print(table)
 

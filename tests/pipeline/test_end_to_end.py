@@ -185,3 +185,12 @@ def test_unknown_precision_is_refused_before_the_run_directory_is_made(tmp_path,
     with pytest.raises(RunError, match="precision"):
         train(blob_task, cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_values_outside_the_training_range_are_marked_not_clipped(blob_task):
+    from retroscope.learners.regression.predictor import out_of_range
+
+    columns = ("x0_px", "sigma_px")  # trained on [3, 13] px and [1, 3] px
+    assert out_of_range(blob_task.space, columns, [13.0, 1.0]) == []
+    assert out_of_range(blob_task.space, columns, [14.2, 0.5]) == ["x0_px", "sigma_px"]
+    assert out_of_range(blob_task.space, ("q_x",), [7.0]) == []  # not a scalar parameter

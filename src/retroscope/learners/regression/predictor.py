@@ -44,6 +44,20 @@ class Prediction:
         return np.abs(aligned - self.raw_mean) <= self.half_encoded
 
 
+def out_of_range(space, columns, values) -> list[str]:
+    """The columns whose value lies outside the training range of the scalar parameter of the
+    same name (the network was never shown such a value: an answer there is an
+    extrapolation, not a measurement)."""
+    out = []
+    for col, value in zip(columns, values):
+        if col in space.names and hasattr(space[col], "low"):
+            p = space[col]
+            tol = 1e-9 * max(1.0, abs(p.high - p.low))
+            if not p.low - tol <= value <= p.high + tol:
+                out.append(col)
+    return out
+
+
 class Predictor:
     """A trained run, ready to predict: ``Predictor(run_dir).predict(observables)``."""
 
@@ -91,7 +105,8 @@ class Predictor:
     def rows(self, items: list, batch_size: int = 128):
         """One row per experimental input ``items`` = [(label, source, observable, context)]:
         per target column the value and its interval (``_low``, ``_high``), the task's own
-        columns, the OOD score and flag. Returns (rows, failures [(label, reason)]) for
+        columns, the targets outside their training range (``out_of_range``, never clipped),
+        the OOD score and flag. Returns (rows, failures [(label, reason)]) for
         inputs whose shape the network cannot take."""
         inputs, kept, failures = self.run.accept(items)
         rows = []
@@ -105,6 +120,8 @@ class Predictor:
                 row[f"{col}_low"] = float(pred.low[i, j])
                 row[f"{col}_high"] = float(pred.high[i, j])
             row.update(self.task.describe_prediction({k: v[i] for k, v in pred.record.items()}))
+            row["out_of_range"] = " ".join(out_of_range(self.task.space, pred.columns,
+                                                        pred.value[i]))
             row["ood_score"] = float(pred.ood_score[i])
             row["ood"] = bool(pred.ood_flag[i])
             rows.append(row)
