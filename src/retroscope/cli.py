@@ -228,7 +228,9 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="run directory")],
     files: Annotated[list[Path], typer.Argument(help="PNG, TIFF, NPY, HDF5 or CXI files")],
-    out: Annotated[Optional[Path], typer.Option(help="CSV file for the results")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="file for every column of the results")] = None,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="csv or json (default: from the --out suffix, else csv)")] = None,
     settings: Annotated[Optional[Path], typer.Option(help="TOML/JSON preprocessing settings")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
     group: Annotated[Optional[str], typer.Option(
@@ -238,13 +240,24 @@ def predict(
         "--refine/--no-refine", help="detection runs: redraw the detections from the task's "
         "physics fit seeded by the network; default: where calibrated")] = None,
 ) -> None:
-    """Read experimental files and print value, interval and OOD flag per image (and the
-    combined estimate per sequence with --group)."""
+    """Read experimental files and print the headline answers per image, each value with its
+    interval and flags (every column goes to --out; with --group also the combined estimate
+    per sequence)."""
     from retroscope.evaluate.console import print_failures, rows_table
-    from retroscope.infer.batch import combine_groups, group_key, predict_files, write_csv
+    from retroscope.infer.batch import (
+        FORMATS,
+        combine_groups,
+        group_key,
+        predict_files,
+        write_rows,
+    )
+    from retroscope.runs import open_run
 
     if out is not None and out.exists() and not overwrite:
         _fail(f"{out} exists; use --overwrite or another --out")
+    fmt = fmt or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     learner = _learner_of_run(run)
     if group is not None:
         if not learner.combines_sequences:
@@ -254,17 +267,21 @@ def predict(
         except ValueError as exc:
             _fail(str(exc))
     try:
-        rows, failures = predict_files(run, files, settings=settings, out=out, refine=refine)
+        rows, failures = predict_files(run, files, settings=settings, out=out, fmt=fmt,
+                                       refine=refine)
     except ValueError as exc:
         _fail(str(exc))
     if group is not None and rows:
         columns = [c for c in rows[0] if f"{c}_low" in rows[0]]
         combined = combine_groups(rows, columns, group)
         if out is not None:
-            write_csv(out.with_name(out.stem + ".groups.csv"), combined, [])
+            write_rows(out.with_name(f"{out.stem}.groups{out.suffix or '.' + fmt}"), combined,
+                       [], fmt)
         console.print(rows_table(combined, f"combined per sequence ({group})", skip=()))
     if rows:
-        console.print(rows_table(rows, f"predictions ({run})"))
+        headline = learner.headline(open_run(run).task)
+        console.print(rows_table(rows, f"predictions ({run}; all columns: --out)",
+                                 columns=headline))
     print_failures(err, failures)
     if failures:
         raise typer.Exit(1)

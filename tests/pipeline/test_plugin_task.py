@@ -47,9 +47,16 @@ def test_simulate_train_evaluate_predict_a_plugin_task_through_the_cli(tmp_path,
     spot = blob_task.simulate({"x0_px": np.array([8.0]), "sigma_px": np.array([2.0])},
                               np.random.default_rng(0))["image"][0]
     np.save(tmp_path / "spot.npy", spot)
-    _run("predict", run, tmp_path / "spot.npy", "--out", tmp_path / "answers.csv")
+    shown = _run("predict", run, tmp_path / "spot.npy", "--out", tmp_path / "answers.csv")
     header, row = (tmp_path / "answers.csv").read_text().splitlines()[:2]
     assert "x0_px_low" in header and "spot.npy" in row
+    # the console shows the headline: each target with its interval, the flags, within 80
+    # columns; every column is in the file
+    assert "x0_px" in shown and " [" in shown and "ood" in shown and "…" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    _run("predict", run, tmp_path / "spot.npy", "--out", tmp_path / "answers.json")
+    answer = json.loads((tmp_path / "answers.json").read_text())["rows"][0]
+    assert answer["x0_px_low"] <= answer["x0_px"] <= answer["x0_px_high"]
 
 
 def test_a_plugin_learner_is_reached_only_through_the_protocol(tmp_path):

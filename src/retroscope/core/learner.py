@@ -11,7 +11,8 @@ training           ``defaults`` (its recipe's ``TrainConfig`` fields), ``fit`` (
                    the run directory), ``recalibrate``
 tuning             ``tuning_space`` (the task's, else the learner's), ``objective``
 prediction         ``predictor`` (a loaded run), ``predict_rows`` (one CSV row per answer),
-                   ``combines_sequences`` (whether rows of one object's images can be pooled)
+                   ``headline`` (the columns a person reads first), ``combines_sequences``
+                   (whether rows of one object's images can be pooled)
 evaluation         ``evaluate`` (metrics.json and plots), ``report`` (how the metrics are
                    printed), ``demo_table`` (how predictions are shown next to the truth)
 =================  =========================================================================
@@ -83,6 +84,11 @@ class Learner(ABC):
         """A finished run loaded for prediction: an object with ``task``, ``inputs``
         (observables to checked network inputs) and ``predict``. ``options`` are the learner's
         own (e.g. ``refine``); unknown ones are refused."""
+
+    def headline(self, task) -> list[str]:
+        """The columns of a prediction row a person reads first (the console's view; the
+        CSV and JSON keep every column): the task's ``headline_columns`` by default."""
+        return list(task.headline_columns)
 
     @abstractmethod
     def predict_rows(self, predictor, items: list) -> tuple[list[dict], list[tuple[str, str]]]:

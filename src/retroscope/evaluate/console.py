@@ -24,12 +24,16 @@ def _cell(row: dict, column: str) -> str:
     return text
 
 
-def rows_table(rows: list[dict], title: str, skip=("file",)) -> Table:
-    """A table of result rows: every column of any row except ``skip``; a value with an
-    interval (columns ``*_low``, ``*_high``, kept apart in the CSV) shows it in brackets;
-    floats to 4 significant digits."""
-    columns = [k for k in dict.fromkeys(k for row in rows for k in row)
-               if k not in skip and not k.endswith(("_low", "_high"))]
+def rows_table(rows: list[dict], title: str, skip=("file",),
+               columns: list[str] | None = None) -> Table:
+    """A table of result rows: the input and ``columns`` (default: every column of any row
+    except ``skip``); a value with an interval (columns ``*_low``, ``*_high``, kept apart in
+    the CSV) shows it in brackets; floats to 4 significant digits."""
+    present = list(dict.fromkeys(k for row in rows for k in row))
+    if columns is None:
+        columns = [k for k in present if k not in skip and not k.endswith(("_low", "_high"))]
+    else:
+        columns = ["input"] + [c for c in columns if c in present and c != "input"]
     table = Table(title=title)
     for col in columns:
         table.add_column(col)

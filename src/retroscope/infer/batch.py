@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retroscope.io.atomic import atomic_write
+from retroscope.io.atomic import atomic_write, write_json_atomic
 from retroscope.runs import run_learner
 
 
@@ -34,11 +34,12 @@ def load_settings(path: Path | None) -> dict | None:
 
 
 def predict_files(run: Path, files: list[Path], settings: Path | None = None,
-                  out: Path | None = None, **options):
+                  out: Path | None = None, fmt: str = "csv", **options):
     """Answers for every experimental input in ``files``, from the run's learner: one row per
     input (a regression) or per object found (a detector), written to the CSV ``out`` when
-    given. ``settings``: the task's preprocessing settings (TOML/JSON); ``options``: the
-    learner's own (e.g. ``refine``). Returns (rows, failures [(label, reason)])."""
+    given (``fmt`` "csv" or "json"). ``settings``: the task's preprocessing settings
+    (TOML/JSON); ``options``: the learner's own (e.g. ``refine``). Returns (rows, failures
+    [(label, reason)])."""
     learner = run_learner(run)
     predictor = learner.predictor(run, **options)
     task = predictor.task
@@ -49,8 +50,23 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     rows, refused = learner.predict_rows(predictor, items)
     failures = failures + refused
     if out is not None:
-        write_csv(Path(out), rows, failures)
+        write_rows(Path(out), rows, failures, fmt)
     return rows, failures
+
+
+FORMATS = ("csv", "json")
+
+
+def write_rows(path: Path, rows: list[dict], failures: list[tuple[str, str]],
+               fmt: str = "csv") -> None:
+    """The rows and failures as CSV (:func:`write_csv`) or as JSON (``{"rows": [...],
+    "failures": [{"input", "error"}]}``), written atomically."""
+    if fmt == "csv":
+        return write_csv(path, rows, failures)
+    if fmt != "json":
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    write_json_atomic(path, {"rows": rows, "failures": [{"input": label, "error": reason}
+                                                        for label, reason in failures]})
 
 
 def group_key(path: str, group: str) -> str:

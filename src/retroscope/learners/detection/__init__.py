@@ -129,6 +129,12 @@ class DetectionLearner(Learner):
         self.refuse_options("prediction", options)
         return DetectionPredictor(run_dir, device=device, refine=refine)
 
+    def headline(self, task) -> list[str]:
+        """Per object: its class, score and calibrated confidence, which row it repeats, the
+        task's headline columns and the shape flag."""
+        return ["object", "class", "score", "confidence", "duplicate_of",
+                *task.headline_columns, "unlike_training"]
+
     def predict_rows(self, predictor, items):
         return predictor.rows(items)
 

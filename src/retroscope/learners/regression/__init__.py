@@ -96,6 +96,11 @@ class RegressionLearner(Learner):
         self.refuse_options("prediction", options)
         return Predictor(run_dir, device=device)
 
+    def headline(self, task) -> list[str]:
+        """The task's headline columns (default: every target), then the flags."""
+        columns = list(task.headline_columns or task.targets.columns)
+        return columns + ["out_of_range", "ood"]
+
     def predict_rows(self, predictor, items):
         return predictor.rows(items)
 

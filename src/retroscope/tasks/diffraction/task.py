@@ -43,6 +43,8 @@ class DiffractionTask(Task):
     model = ModelSpec("resnet18", {"base_width": 32, "stem": "imagenet"})
     #: a detector frame (square-ish, at least 32 px a side); stacks are runs of shots
     accepts = InputSpec(min_px=32, aspect=(0.5, 2.0))
+    #: what a person reads first: the size and the rotation angle of the cluster
+    headline_columns = ("radius_nm", "rotation_deg")
 
     def __init__(self, shape: str = "icosahedron", config: msft.MSFTConfig | None = None,
                  radius_nm: tuple[float, float] = (30.0, 160.0)) -> None:
