@@ -194,3 +194,14 @@ def test_values_outside_the_training_range_are_marked_not_clipped(blob_task):
     assert out_of_range(blob_task.space, columns, [13.0, 1.0]) == []
     assert out_of_range(blob_task.space, columns, [14.2, 0.5]) == ["x0_px", "sigma_px"]
     assert out_of_range(blob_task.space, ("q_x",), [7.0]) == []  # not a scalar parameter
+
+
+def test_evaluation_states_the_trivial_reference_on_the_same_samples(trained):
+    """Beside its own errors the network's evaluation gives those of guessing the training
+    mean on the same test samples; this network has learned something, so it beats it."""
+    root, _ = trained
+    metrics = evaluate(root / "run", root / "data", "test", progress=False)
+    ref = metrics["reference"]
+    assert ref["what"] == "the training mean"
+    ours = metrics["task_metrics"]["abs_error_x0_px"]["median"]
+    assert ours < 0.5 * ref["task_metrics"]["abs_error_x0_px"]["median"]

@@ -112,6 +112,8 @@ class Task(ABC):
     input_flips: tuple[tuple[int, ...], ...] = ()
     #: prediction columns a person reads first (demo tables); empty: the learner's choice
     headline_columns: tuple[str, ...] = ()
+    #: what ``reference_prediction`` answers, for reports
+    reference_name: str = "the training mean"
     #: what an experimental file must hold to be read (shape, stacks)
     accepts: InputSpec = InputSpec()
     #: simulation settings (frozen dataclass, hashed into the manifest) or None
@@ -241,6 +243,14 @@ class Task(ABC):
     def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:
         """Task-specific evaluation plots (``metrics`` from :meth:`metrics`); returns paths."""
         return []
+
+    def reference_prediction(self, train: Record, n: int) -> Record:
+        """The trivial answer a network must beat, for ``n`` samples, knowing only the
+        training split's parameters ``train``: by default the mean of the encoded training
+        targets, decoded (for a log-encoded count, the geometric mean). A task with a more
+        natural guess (the identity rotation) overrides it."""
+        mean = self.targets.encode(train).mean(axis=0)
+        return self.targets.decode(np.repeat(mean[None], n, axis=0))
 
     def baseline(self, **kwargs):
         """The classical method the network is compared with (an object with ``compare``),

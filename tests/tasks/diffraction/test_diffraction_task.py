@@ -144,3 +144,15 @@ def test_png_and_cxi_of_one_pattern_give_the_same_input(task, tmp_path):
     a = task.network_input(task.preprocess(png, {"scale": "unit"}))
     b = task.network_input(task.preprocess(cxi, {"scale": "unit"}))
     assert np.abs(a - x).max() < 1e-3 and np.abs(b - x).max() < 1e-5
+
+
+def test_reference_guess_is_the_identity_rotation_and_the_mean_radius():
+    """Guessing without a network: the identity rotation is off by about 30 degrees (median)
+    from orientations spread over the icosahedral fundamental domain."""
+    task = get_task("diffraction")
+    true = task.space.sample_uniform(400, np.random.default_rng(0))
+    guess = task.reference_prediction(true, 400)
+    assert np.allclose(guess["orientation"], [0, 0, 0, 1])
+    assert np.allclose(guess["radius_nm"], true["radius_nm"].mean())
+    median_deg = np.median(task.metrics(true, guess)["orientation_error_deg"])
+    assert 20 < median_deg < 40

@@ -57,6 +57,7 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     }
     task_metrics = task.metrics(dataset.params, pred.record)
     metrics = {
+        "reference": reference(task, data, dataset),
         "split": split, "n": len(dataset), "data": str(data),
         "nominal_coverage": predictor.calibrator.level,
         "coverage_mean": float(inside.mean()),
@@ -81,6 +82,18 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     write_json_atomic(out / "metrics.json", metrics)
     dataset.close()
     return metrics
+
+
+def reference(task, data: Path, dataset: ShardDataset) -> dict:
+    """The task's metrics of its trivial answer (``Task.reference_prediction`` from the
+    training split's parameters) on the same samples: what the network is worth."""
+    train = ShardDataset(data, task, "train")
+    guess = task.reference_prediction(train.params, len(dataset))
+    train.close()
+    return {"what": task.reference_name,
+            "task_metrics": {k: summarise(v)
+                             for k, v in task.metrics(dataset.params, guess).items()},
+            "task_summary": task.summary_metrics(dataset.params, guess)}
 
 
 def _training_simulations(run_dir: Path) -> int | None:
@@ -111,16 +124,21 @@ def report(metrics: dict) -> list:
     from rich.table import Table
 
     table = Table(title=f"{metrics['split']} split, n = {metrics['n']}")
-    for col in ("metric", "median", "p90", "mean"):
+    reference = metrics.get("reference", {}).get("task_metrics", {})
+    for col in ("metric", "median", "p90", "mean", "reference median"):
         table.add_column(col)
     for name, s in metrics["task_metrics"].items():
-        table.add_row(name, f"{s['median']:.4g}", f"{s['p90']:.4g}", f"{s['mean']:.4g}")
+        ref = reference.get(name, {}).get("median")
+        table.add_row(name, f"{s['median']:.4g}", f"{s['p90']:.4g}", f"{s['mean']:.4g}",
+                      "-" if ref is None else f"{ref:.4g}")
     cov = Table(title=f"calibrated {100 * metrics['nominal_coverage']:.0f}% intervals")
     for col in ("target", "unit", "rmse", "coverage"):
         cov.add_column(col)
     for name, s in metrics["targets"].items():
         cov.add_row(name, s["unit"], f"{s['rmse']:.4g}", f"{100 * s['coverage']:.1f}%")
     out = [table, cov]
+    if reference:
+        out.append(f"reference: {metrics['reference']['what']}, on the same samples")
     for name, summary in metrics.get("task_summary", {}).items():
         figures = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
         out.append(f"{name}: " + "   ".join(f"{k} {v:.4g}" for k, v in figures.items()))

@@ -43,6 +43,7 @@ class DiffractionTask(Task):
     model = ModelSpec("resnet18", {"base_width": 32, "stem": "imagenet"})
     #: a detector frame (square-ish, at least 32 px a side); stacks are runs of shots
     accepts = InputSpec(min_px=32, aspect=(0.5, 2.0))
+    reference_name = "the identity rotation and the mean training radius"
     #: what a person reads first: the size and the rotation angle of the cluster
     headline_columns = ("radius_nm", "rotation_deg")
 
@@ -161,6 +162,11 @@ class DiffractionTask(Task):
                              out_dir / "orientation_errors.png",
                              xlabel="geodesic orientation error (deg, symmetry-aware)"),
         ]
+
+    def reference_prediction(self, train, n: int) -> dict:
+        """Guessing without a network: the identity rotation and the mean training radius."""
+        return {"orientation": np.tile([0.0, 0.0, 0.0, 1.0], (n, 1)),
+                "radius_nm": np.full(n, float(np.mean(train["radius_nm"])))}
 
     def baseline(self, **kwargs):
         from retroscope.tasks.diffraction.baseline import SimplexFit
