@@ -18,7 +18,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # torch and torchvision are pinned in pyproject.toml and installed by pip, never by uv.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU-only builds first (no
+# CUDA libraries: about half the install), for machines that can reach that index.
+TORCH_INDEX ?=
 $(STAMP): pyproject.toml | $(BIN)/python
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

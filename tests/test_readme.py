@@ -54,3 +54,13 @@ def test_command_parses(words):
 
 def test_the_readme_shows_commands():
     assert len(_commands()) >= 10
+
+
+def test_the_readme_names_nothing_outside_the_repository():
+    """A user has the repository, nothing beside it: no ``../`` paths, and every file or
+    folder the README points into (``docs/``, ``examples/``, ``benchmarks/`` ...) exists."""
+    text = README.read_text()
+    assert "../" not in text
+    root = README.parent
+    for path in set(re.findall(r"`((?:docs|examples|benchmarks|src|tests)/[\w./-]+)`", text)):
+        assert (root / path.rstrip("/")).exists(), f"README points at missing {path}"

@@ -145,7 +145,8 @@ def train(
         help="epochs per learning-rate step (step-schedule learners)")] = None,
     decay: Annotated[Optional[float], typer.Option(
         help="learning-rate factor per step (step-schedule learners)")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="stop training after this")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(
+        help="stop training after this many minutes (the schedule follows the clock)")] = None,
     augment: Annotated[float, typer.Option(help="fraction of samples given detector imperfections")] = 1.0,
     limit_val: Annotated[Optional[int], typer.Option(help="validate on this many samples")] = None,
     view: Annotated[Optional[str], typer.Option(
@@ -227,7 +228,7 @@ def evaluate(
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="run directory")],
-    files: Annotated[list[Path], typer.Argument(help="PNG, TIFF, NPY, HDF5 or CXI files")],
+    files: Annotated[list[Path], typer.Argument(help="PNG, TIFF, NPY, HDF5 or CXI files (a detection task: also folders of shots, BMP, FITS)")],
     out: Annotated[Optional[Path], typer.Option(help="file for every column of the results")] = None,
     fmt: Annotated[Optional[str], typer.Option(
         "--format", help="csv or json (default: from the --out suffix, else csv)")] = None,
@@ -353,7 +354,30 @@ def _add_task_commands() -> None:
             err.print(f"[yellow]warning:[/] command group {ep.name!r} failed to load: {exc}")
 
 
+def _readable_help(typer_app: typer.Typer) -> None:
+    """Help as people read it: each command's docstring paragraphs as flowing text (the
+    rich help keeps a docstring's line breaks, which cut sentences in the middle), and no
+    ``<bool>`` type tag after a flag (Typer prints one for every on/off option)."""
+    from typer.core import TyperOption
+
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = "\n\n".join(" ".join(part.split()) for part in doc.strip().split("\n\n"))
+    for group in typer_app.registered_groups:
+        _readable_help(group.typer_instance)
+    if not getattr(TyperOption, "_flag_type_hidden", False):
+        shown = TyperOption.display_type_rich
+
+        def display_type_rich(self, ctx):  # a flag takes no value: no type to show
+            return None if self.is_flag else shown(self, ctx)
+
+        TyperOption.display_type_rich = display_type_rich
+        TyperOption._flag_type_hidden = True
+
+
 _add_task_commands()
+_readable_help(app)
 
 if __name__ == "__main__":
     app()

@@ -70,16 +70,17 @@ def run_demo(task, out: Path, overwrite: bool = False, console: Console | None =
     files_dir.mkdir()
     files, truth = task.demo_files(test, files_dir, settings.n_files)
     test.close()
-    settings_file = files_dir / "preprocess.json"
-    settings_file.write_text(json.dumps(task.demo_preprocess_settings()))
-    rows, failures = predict_files(out / "run", files, settings=settings_file,
-                                   out=out / "predictions.csv")
+    # no settings given: the files say how they are scaled (see Task.demo_files)
+    rows, failures = predict_files(out / "run", files, out=out / "predictions.csv")
     console.print(learner.demo_table(task, rows, truth))
     print_failures(console, failures)
 
     report = {"timings": timings, "train": summary, "metrics": metrics,
+              "full_scale": settings.full_scale,
               "predictions": str(out / "predictions.csv")}
     (out / "demo_report.json").write_text(json.dumps(report, indent=2, default=str))
+    if settings.full_scale:
+        console.print(f"[bold]at full scale:[/] {settings.full_scale}")
     console.print(f"plots: {out / 'run' / 'plots'}   report: {out / 'demo_report.json'}")
     console.print("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return report

@@ -196,3 +196,37 @@ def test_writers_refuse_bad_input_and_leave_nothing(tmp_path, image):
     with pytest.raises(ValueError, match="already written"):
         write_cxi(tmp_path / "a.cxi", image[None], extra={"entry_1/data_1/data": image})
     assert list(tmp_path.iterdir()) == []
+
+
+# --- recorded settings ------------------------------------------------------------------------
+
+
+def test_every_writer_records_its_settings_and_the_reader_returns_them(tmp_path, image):
+    from retroscope.io.readers import read_file, write_tiff
+
+    settings = {"scale": "unit", "pixel_um": 4.0}
+    png = read_file(write_png(tmp_path / "a.png", image, settings))
+    tiff = read_file(write_tiff(tmp_path / "a.tiff", (image * 100).astype(np.uint8), settings))
+    stack = read_file(write_tiff(tmp_path / "s.tiff", np.stack([image, image]).astype(np.float32),
+                                 settings))
+    cxi = read_file(write_cxi(tmp_path / "a.cxi", image[None], settings=settings))
+    assert png.settings == tiff.settings == stack.settings == cxi.settings == settings
+    assert (png.bits, tiff.bits, stack.bits, cxi.bits) == (16, 8, None, None)
+    assert len(stack.frames) == 2
+    np.testing.assert_allclose(stack.frames[1][1], image.astype(np.float32))
+    # files from elsewhere record nothing (a foreign TIFF description is not ours)
+    tifffile.imwrite(tmp_path / "f.tiff", image.astype(np.float32), description="ImageJ=1.5")
+    assert read_file(tmp_path / "f.tiff").settings == {}
+    assert read_file(write_png(tmp_path / "b.png", image)).settings == {}
+
+
+def test_a_corrupt_record_is_a_read_error(tmp_path, image):
+    from PIL.PngImagePlugin import PngInfo
+
+    from retroscope.io.readers import read_file
+
+    info = PngInfo()
+    info.add_text("retroscope", "{not json")
+    Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "c.png", pnginfo=info)
+    with pytest.raises(ReadError, match="c.png.*not JSON"):
+        read_file(tmp_path / "c.png")

@@ -5,6 +5,7 @@ import numpy as np
 
 from retroscope.learners.detection.calibration import (
     MIN_FOR_PRECISION,
+    confidence,
     evidence,
     mark_duplicates,
     precision_table,
@@ -44,3 +45,21 @@ def test_evidence_groups_and_their_precision():
     table = precision_table({"a": [True] * (n - 3) + [False] * 3, "rare": [True] * (n - 1)})
     assert table["a"] == {"precision": (n - 3) / n, "objects": n}
     assert table["rare"]["precision"] is None and table["rare"]["objects"] == n - 1
+
+
+def test_a_rare_group_takes_the_pooled_precision_never_nothing():
+    """A refined detection scored >= 0.95 whose group had too few validation objects gets
+    the precision of all refined ones, else of every object; a duplicate stays NaN."""
+    n = MIN_FOR_PRECISION
+    groups = {"refined, score >= 0.95": [True] * 3,
+              "refined, score >= 0.8": [True] * (n - 2) + [False] * 2,
+              "unrefined, score < 0.8": [False] * 4, "duplicate": [False] * 2}
+    table = precision_table(groups)
+    assert table["refined, any score"] == {"precision": (n + 1) / (n + 3), "objects": n + 3}
+    assert table["any"]["objects"] == n + 7
+    mask = disc(20, 20, 5)
+    best = obj("MOT", 0.97, mask, refined=True)
+    assert confidence(best, True, table) == (n + 1) / (n + 3)
+    assert confidence(obj("MOT", 0.6, mask), True, table) == (n + 1) / (n + 7)
+    assert np.isnan(confidence({**best, "duplicate_of": 0}, True, table))
+    assert np.isnan(confidence(best, True, {}))  # a run calibrated before precisions existed

@@ -50,6 +50,12 @@ class Targets(ABC):
     def offset(self) -> np.ndarray:
         return np.zeros(self.dim)
 
+    def limits(self) -> np.ndarray:
+        """(d, 2) physical bounds of each column (a quaternion component lies in [-1, 1], a
+        radius is not negative): intervals are cut to them and plots stay inside them.
+        Unbounded (-inf, inf) by default."""
+        return np.tile([-np.inf, np.inf], (self.dim, 1))
+
     def bounds(self, raw_mean: np.ndarray, half_encoded: np.ndarray,
                value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Physical (low, high) of the interval raw_mean -/+ half_encoded (encoded units)

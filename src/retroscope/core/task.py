@@ -48,7 +48,9 @@ class DemoSettings:
     training runs for at most ``epochs`` and ``train_minutes``; ``train`` holds further
     training settings (``TrainConfig`` fields such as ``batch_size``, ``lr``, ``limit_val``);
     ``n_files`` test samples are written as files and predicted; the classical baseline runs
-    on ``baseline_n`` test samples with ``baseline_kwargs`` (0: none)."""
+    on ``baseline_n`` test samples with ``baseline_kwargs`` (0: none). ``full_scale`` says
+    in one sentence what the full-scale run of the README reaches, so that a demo's
+    figures are read as what a few minutes give, not as the method's accuracy."""
 
     n: int
     epochs: int
@@ -60,6 +62,7 @@ class DemoSettings:
     n_files: int = 4
     baseline_n: int = 0
     baseline_kwargs: dict = field(default_factory=dict)
+    full_scale: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,28 @@ class InputSpec:
     on each side, with a height/width ratio inside ``aspect``; ``stacks``: whether a file may
     hold several frames (a 3-D array, a multi-page TIFF, a CXI stack), each read as one
     input. A file outside this is refused as a whole, with its shape and what was expected,
-    never resampled into an answer."""
+    never resampled into an answer.
+
+    ``scale_setting``: the preprocessing setting that says how a file's values are scaled
+    (e.g. linear counts or a logarithm), with its ``scale_choices``; an image of 8-bit (or
+    fewer) integers that states no scale, neither in the settings nor in its own metadata,
+    is refused with the setting to give: such files are mostly displays, and guessing their
+    scale gives confident wrong answers."""
 
     min_px: int = 8
     aspect: tuple[float, float] = (0.1, 10.0)
     stacks: bool = True
+    scale_setting: str | None = None
+    scale_choices: tuple[str, ...] = ()
+
+    def scale_problem(self, bits: int | None, settings: dict | None) -> str | None:
+        """Why a file of ``bits``-bit integers read with ``settings`` is ambiguous, or None."""
+        if self.scale_setting is None or bits is None or bits > 8 \
+                or self.scale_setting in (settings or {}):
+            return None
+        return (f"an {bits}-bit image that does not say how its values are scaled; give the "
+                f"setting {self.scale_setting} = {' | '.join(self.scale_choices)} "
+                f"(--settings FILE)")
 
     def problem(self, shapes: list[tuple[int, ...]]) -> str | None:
         """Why frames of these shapes (one file's) are refused, or None."""
@@ -110,6 +130,8 @@ class Task(ABC):
     #: another with the same targets (a mirror symmetry of the physics); predictions average
     #: over them (test-time symmetrisation), calibration included
     input_flips: tuple[tuple[int, ...], ...] = ()
+    #: what the network's input images show, with their unit (colour bars of example plots)
+    input_label: str = "network input (dimensionless)"
     #: prediction columns a person reads first (demo tables); empty: the learner's choice
     headline_columns: tuple[str, ...] = ()
     #: what ``reference_prediction`` answers, for reports
@@ -209,23 +231,30 @@ class Task(ABC):
         """Experimental inputs: ([(label, source file, observable, context)], failures
         [(label, reason)]). The default reads every frame of every file that ``accepts``
         allows as one observable; a task whose measurement spans several files (e.g.
-        absorption triplets) overrides it."""
-        from retroscope.io.readers import ReadError, read_images
+        absorption triplets) overrides it. A file that records its own preprocessing settings
+        (what retroscope writes: see :mod:`retroscope.io.readers`) is read with them, under
+        any the user gave."""
+        from retroscope.io.readers import ReadError, read_file
 
         items, failures = [], []
         for path in paths:
             try:
-                frames = read_images(path)
-            except ReadError as exc:
+                file = read_file(path)
+                own = settings
+                if file.settings:
+                    own = self.check_settings({**file.settings, **(settings or {})},
+                                              source=f"{path} (its recorded settings)")
+            except (ReadError, ValueError) as exc:
                 failures.append((str(path), str(exc)))
                 continue
-            problem = self.accepts.problem([image.shape for _, image in frames])
+            problem = (self.accepts.problem([image.shape for _, image in file.frames])
+                       or self.accepts.scale_problem(file.bits, own))
             if problem is not None:
                 failures.append((str(path), problem))
                 continue
-            for label, image in frames:
+            for label, image in file.frames:
                 try:
-                    items.append((label, str(path), self.preprocess(image, settings), {}))
+                    items.append((label, str(path), self.preprocess(image, own), {}))
                 except ValueError as exc:
                     failures.append((label, str(exc)))
         return items, failures
@@ -240,8 +269,11 @@ class Task(ABC):
         (an RMS percentage, per-bin statistics); JSON-able."""
         return {}
 
-    def plots(self, true: Record, pred: Record, out_dir, metrics: dict) -> list:
-        """Task-specific evaluation plots (``metrics`` from :meth:`metrics`); returns paths."""
+    def plots(self, true: Record, pred: Record, out_dir, metrics: dict,
+              reference: dict | None = None) -> list:
+        """Task-specific evaluation plots (``metrics`` from :meth:`metrics`; ``reference``:
+        the same metrics of :meth:`reference_prediction` on the same samples, for a line
+        where guessing lies); returns paths."""
         return []
 
     def reference_prediction(self, train: Record, n: int) -> Record:
@@ -278,20 +310,22 @@ class Task(ABC):
     def demo_files(self, test, files_dir: Path, n: int) -> tuple[list[Path], list[dict]]:
         """Write ``n`` samples of the test split (``test``, a ShardDataset) as the files a lab
         would have, for ``retroscope demo`` to predict on; returns (paths, truth per sample).
-        Default: each observable as a PNG, and all of them in one CXI file."""
+        Default: each observable as a PNG, and all of them in one CXI file, each recording
+        ``demo_preprocess_settings`` (how its values are to be read)."""
         from retroscope.io.readers import write_cxi, write_png
 
+        settings = self.demo_preprocess_settings()
         files, truth, frames = [], [], []
         for i in range(n):
             # a PNG holds [0, 1]: what lies outside (noise below zero) is clipped
             image01 = np.clip(self.network_input(test.observable(i))[0], 0.0, 1.0)
             path = Path(files_dir) / f"pattern_{i}.png"
-            write_png(path, image01)
+            write_png(path, image01, settings)
             files.append(path)
             frames.append(image01)
             truth.append(self.describe_truth({k: v[i] for k, v in test.params.items()}))
         cxi = Path(files_dir) / "patterns.cxi"
-        write_cxi(cxi, np.stack(frames))
+        write_cxi(cxi, np.stack(frames), settings=settings)
         return files + [cxi], truth
 
 
@@ -345,6 +379,12 @@ class DetectionTask(Task):
     def parameter_error(self, name: str, predicted: float, true: float) -> float:
         """Signed error of one parameter (an angle task overrides it for periodicity)."""
         return float(predicted) - float(true)
+
+    def frame_columns(self, context: dict) -> dict:
+        """Columns every result row of one experimental input carries (``context`` from
+        :meth:`read_experimental`), e.g. the camera region it was read from. None by
+        default."""
+        return {}
 
     def to_frame(self, obj: dict, context: dict) -> dict:
         """A described object in the experimental frame's units (``context`` from

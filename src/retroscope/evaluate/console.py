@@ -13,6 +13,12 @@ def print_metrics(console: Console, learner, metrics: dict) -> None:
         console.print(item)
 
 
+#: the mark of an interval that is not calibrated (its input is flagged out of distribution)
+UNCALIBRATED = "*"
+#: CSV columns shown inside another one's cell, never as their own
+_SUFFIXES = ("_low", "_high", "_calibrated")
+
+
 def _cell(row: dict, column: str) -> str:
     value = row.get(column, "")
     if not isinstance(value, float):
@@ -21,6 +27,8 @@ def _cell(row: dict, column: str) -> str:
     low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
     if isinstance(low, float) and isinstance(high, float):
         text += f" [{low:.4g}, {high:.4g}]"
+        if row.get(f"{column}_calibrated") is False:
+            text += UNCALIBRATED
     return text
 
 
@@ -28,17 +36,24 @@ def rows_table(rows: list[dict], title: str, skip=("file",),
                columns: list[str] | None = None) -> Table:
     """A table of result rows: the input and ``columns`` (default: every column of any row
     except ``skip``); a value with an interval (columns ``*_low``, ``*_high``, kept apart in
-    the CSV) shows it in brackets; floats to 4 significant digits."""
+    the CSV) shows it in brackets, marked ``*`` where the row says it is not calibrated
+    (``*_calibrated`` False: an out-of-distribution input), with a caption saying so;
+    floats to 4 significant digits."""
     present = list(dict.fromkeys(k for row in rows for k in row))
     if columns is None:
-        columns = [k for k in present if k not in skip and not k.endswith(("_low", "_high"))]
+        columns = [k for k in present if k not in skip and not k.endswith(_SUFFIXES)]
     else:
         columns = ["input"] + [c for c in columns if c in present and c != "input"]
     table = Table(title=title)
     for col in columns:
         table.add_column(col)
-    for row in rows:
-        table.add_row(*[_cell(row, c) for c in columns])
+    cells = [[_cell(row, c) for c in columns] for row in rows]
+    for line in cells:
+        table.add_row(*line)
+    if any(cell.endswith(UNCALIBRATED) for line in cells for cell in line):
+        table.caption = (f"{UNCALIBRATED} input flagged out of distribution: the interval is "
+                         f"calibrated only on inputs like the training data; do not read it as "
+                         f"a measurement error")
     return table
 
 

@@ -44,8 +44,8 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     predictor = learner.predictor(run, **options)
     task = predictor.task
     cfg = load_settings(settings)
-    if cfg is not None:
-        cfg = task.check_settings(cfg, source=str(settings))
+    if cfg is not None:  # refused here, once, rather than once per file
+        task.check_settings(dict(cfg), source=str(settings))
     items, failures = task.read_experimental(files, cfg)
     rows, refused = learner.predict_rows(predictor, items)
     failures = failures + refused

@@ -214,25 +214,20 @@ def report(study, space, out: Path, objective: str) -> dict:
     return result
 
 
-def best_so_far_plot(values: np.ndarray, path: Path, n_startup: int = 5) -> Path:
+def best_so_far_plot(values: np.ndarray, path: Path, n_startup: int = 5,
+                     score: str = "validation score (dimensionless)") -> Path:
     """The best score so far against the trial number, Sobol warm start shaded (Fig. 5g)."""
-    import matplotlib
+    from retroscope.plots import figure, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, (ax,) = figure(1, 1, (4.5, 3.2))
     x = np.arange(1, len(values) + 1)
     ax.axvspan(0.5, min(n_startup, len(values)) + 0.5, color="0.85", label="Sobol warm start")
     ax.plot(x, values, "o", color="tab:red", ms=4, label="trial")
     ax.step(x, np.maximum.accumulate(values), where="post", color="k", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation score")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel(score)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def gp_posterior_mean(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarray:
@@ -262,16 +257,16 @@ def gp_posterior_mean(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> np.ndarra
     return mu + sd * kernel(xq, x, ell) @ alpha
 
 
-def slices_plot(trials, space, best_params: dict, path: Path, n: int = 40) -> Path:
+def slices_plot(trials, space, best_params: dict, path: Path, n: int = 40,
+                score: str = "validation score (dimensionless)") -> Path:
     """2D slices of the GP mean through the best point for every pair of hyperparameters,
     the first five (Sobol) trials as black squares, later trials as red dots growing with the
-    trial number (the paper's Fig. 5a-f)."""
+    trial number, the best as a star (the paper's Fig. 5a-f); colour bars show ``score``."""
     import itertools
 
-    import matplotlib
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from retroscope.plots import figure, save
 
     names = [h.name for h in space]
     x = np.stack([[h.unit(t.params[h.name]) for h in space] for t in trials])
@@ -280,16 +275,17 @@ def slices_plot(trials, space, best_params: dict, path: Path, n: int = 40) -> Pa
     pairs = list(itertools.combinations(range(len(space)), 2))
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = figure(rows, cols, (3.6, 3.0))
     grid = np.linspace(0, 1, n)
-    for ax, (i, j) in zip(axes.ravel(), pairs):
+    for ax, (i, j) in zip(axes, pairs):
         gi, gj = np.meshgrid(grid, grid, indexing="xy")
         q = np.tile(centre, (n * n, 1))
         q[:, i], q[:, j] = gi.ravel(), gj.ravel()
         mean = gp_posterior_mean(x, y, q).reshape(n, n) if len(y) > 1 else np.full((n, n), y[0])
         xi, xj = space[i].from_unit(grid), space[j].from_unit(grid)
         im = ax.pcolormesh(xi, xj, mean, shading="auto", cmap="viridis")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046).set_label(f"GP mean of the {score}",
+                                                          fontsize=7)
         pi, pj = space[i].from_unit(x[:, i]), space[j].from_unit(x[:, j])
         ax.scatter(pi[:5], pj[:5], marker="s", c="k", s=18)
         ax.scatter(pi[5:], pj[5:], c="tab:red", s=8 + 4 * np.arange(len(pi[5:])),
@@ -299,11 +295,14 @@ def slices_plot(trials, space, best_params: dict, path: Path, n: int = 40) -> Pa
         for axis, h in (("x", space[i]), ("y", space[j])):
             if h.log:
                 getattr(ax, f"set_{axis}scale")("log")
-        ax.set_xlabel(names[i])
-        ax.set_ylabel(names[j])
-    for ax in axes.ravel()[len(pairs):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        ax.set_xlabel(f"{names[i]} (hyperparameter)")
+        ax.set_ylabel(f"{names[j]} (hyperparameter)")
+    for ax in axes[len(pairs):]:
+        ax.set_axis_off()
+    fig.legend(handles=[
+        Line2D([], [], ls="none", marker="s", color="k"),
+        Line2D([], [], ls="none", marker="o", color="tab:red"),
+        Line2D([], [], ls="none", marker="*", color="yellow", mec="k", ms=10)],
+        labels=["Sobol warm start", "GP-proposed trial (larger: later)", "best trial"],
+        loc="outside lower center", ncols=3, fontsize=8)
+    return save(fig, path)

@@ -183,6 +183,38 @@ def test_predict_on_triplets_bins_frames_and_reports_bad_shots(trained, tmp_path
             assert "atom_number" in row
 
 
+def test_predict_on_camera_frames_of_any_size_bmp_and_fits(trained, tmp_path):
+    """A 1292 x 964 grey-palette BMP triplet and a FITS shot go through ``predict``: read,
+    cropped around the cloud, answered, every row naming the camera region it came from."""
+    from PIL import Image
+
+    from retroscope.infer.batch import predict_files
+
+    root, _ = trained
+    rng = np.random.default_rng(5)
+    column = render_od([Cloud("MOT", 900.0, 400.0, 60.0, 50.0, 0.0, 1.5)], (964, 1292))
+    frames = absorption_shot(column, sample_probe(rng, (964, 1292), peak_counts=(200, 240)),
+                             Camera(dark_offset_counts=5.0), rng)
+    bmp = tmp_path / "bmp"
+    bmp.mkdir()
+    for role, name in (("atoms", "Image"), ("probe", "Probe"), ("dark", "Background")):
+        grey = Image.fromarray(np.clip(frames[role], 0, 255).astype(np.uint8), mode="L")
+        grey = grey.convert("P")  # a grey palette that is not the identity: Pillow's mode 'P'
+        grey.putpalette([min(g, 250) for g in range(256) for _ in range(3)])
+        grey.save(bmp / f"{name}_0001.bmp")
+    fits = pytest.importorskip("astropy.io.fits")
+    cube = np.stack([frames[r] for r in ("atoms", "probe", "dark")]).astype(np.uint16)
+    fits.PrimaryHDU(cube).writeto(tmp_path / "shot.fits")
+    rows, failures = predict_files(root / "run", [bmp, tmp_path / "shot.fits"])
+    assert failures == []
+    assert {row["input"] for row in rows} == {f"{bmp}/0001", str(tmp_path / "shot.fits")}
+    for row in rows:
+        assert row["bin"] == 15 and row["crop_rows"] == row["crop_cols"] == 960
+        assert abs(row["crop_col0"] + 480 - 900) <= 60  # centred on the cloud
+        if row["n_objects"]:
+            assert row["crop_col0"] <= row["x0"] <= row["crop_col0"] + 960
+
+
 def test_label_command_refines_rough_rois_to_coco_json(tmp_path):
     from retroscope.cli import app
     from retroscope.tasks.clouds.labels import rle_decode

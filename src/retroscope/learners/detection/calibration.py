@@ -110,9 +110,31 @@ def evidence(obj: dict, refined: bool) -> str:
 
 def precision_table(groups: dict[str, list[bool]]) -> dict[str, dict]:
     """Per evidence group: the fraction of validation objects matched to a true one, with
-    the count; None for groups with fewer than :data:`MIN_FOR_PRECISION` objects."""
+    the count; None for groups with fewer than :data:`MIN_FOR_PRECISION` objects. Pooled
+    groups are added for :func:`confidence`'s fallback: each status over all scores
+    ("refined, any score") and every non-duplicate object ("any")."""
+    pooled: dict[str, list[bool]] = {}
+    for g, v in groups.items():
+        if g != "duplicate":
+            pooled.setdefault(f"{g.split(',')[0]}, any score", []).extend(v)
+            pooled.setdefault("any", []).extend(v)
     return {g: {"precision": (float(np.mean(v)) if len(v) >= MIN_FOR_PRECISION else None),
-                "objects": len(v)} for g, v in sorted(groups.items())}
+                "objects": len(v)} for g, v in sorted({**groups, **pooled}.items())}
+
+
+def confidence(obj: dict, refined: bool, precision: dict) -> float:
+    """An object's calibrated confidence: the validation precision of its evidence group
+    (:func:`evidence`), else of the same status over all scores, else of every object, when
+    that group was too rare on the validation split; NaN where the run has no precision (it
+    was calibrated before they existed) or a duplicate's group was too rare."""
+    group = evidence(obj, refined)
+    fallbacks = [group] if group == "duplicate" else [
+        group, f"{group.split(',')[0]}, any score", "any"]
+    for name in fallbacks:
+        stated = precision.get(name, {}).get("precision")
+        if stated is not None:
+            return float(stated)
+    return float("nan")
 
 
 def calibrate_detections(task, images, dets, labels, coverage: float,

@@ -48,33 +48,54 @@ def interval_coverage(task, objects, truths, matches) -> dict:
     return {name: float(np.mean(v)) for name, v in inside.items()}
 
 
-def example_plot(images, objects, truths, path: Path, n: int = 8) -> Path:
-    """The first ``n`` frames with detected masks (cyan, class and score) and true ones (white)."""
-    import matplotlib
+def example_plot(images, objects, truths, path: Path, n: int = 8,
+                 image_label: str = "network input") -> Path:
+    """The first ``n`` frames on one colour scale (a colour bar labelled ``image_label``),
+    with the true masks (white) and the detected ones (cyan), each detection numbered and
+    listed with its class and score in the panel's corner (repeats of another detection,
+    ``duplicate_of``, dashed and unlisted), and a key to the outlines."""
+    from matplotlib.lines import Line2D
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from retroscope.plots import figure, save
 
     n = min(n, len(images))
     cols = min(4, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax, image, objs, truth in zip(axes.ravel(), images, objects, truths):
-        ax.imshow(np.asarray(image)[0], cmap="magma")
+    fig, axes = figure(rows, cols, (3.0, 3.0))
+    frames = [np.asarray(image)[0] for image in images[:n]]
+    vmin = float(min(np.percentile(f, 1) for f in frames))
+    vmax = float(max(np.percentile(f, 99.9) for f in frames))
+    shown = None
+    for ax, frame, objs, truth in zip(axes, frames, objects, truths):
+        shown = ax.imshow(frame, cmap="magma", vmin=vmin, vmax=vmax)
         for t in truth:
             ax.contour(t["mask"], [0.5], colors="w", linewidths=0.6)
-        for o in objs:
-            ax.contour(o["mask"], [0.5], colors="c", linewidths=0.8)
-            ax.text(o["box"][0], o["box"][1] - 1, f"{o['class']} {o['score']:.2f}", color="c",
-                    fontsize=6)
+        lines = []
+        for k, o in enumerate(objs):
+            repeat = o.get("duplicate_of", -1) >= 0
+            ax.contour(o["mask"], [0.5], colors="c", linewidths=0.8,
+                       linestyles="--" if repeat else "-")
+            if repeat:
+                continue
+            x1, y1 = o["box"][0], o["box"][1]
+            ax.text(x1, y1 - 1, str(k + 1), color="c", fontsize=7, fontweight="bold")
+            lines.append(f"{k + 1} {o['class']} {o['score']:.2f}")
+        if lines:
+            ax.text(0.98, 0.02, "\n".join(lines), color="c", fontsize=6, ha="right",
+                    va="bottom", transform=ax.transAxes,
+                    bbox={"facecolor": "k", "alpha": 0.5, "lw": 0})
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    fig.colorbar(shown, ax=list(axes[:n]), shrink=0.6).set_label(image_label)
+    fig.legend(handles=[Line2D([], [], color="w", lw=1.0), Line2D([], [], color="c", lw=1.0),
+                        Line2D([], [], color="c", lw=1.0, ls="--")],
+               labels=["true mask", "detected mask (number: class, score)",
+                       "detection repeating another"],
+               loc="outside lower center", ncols=3, fontsize=8, facecolor="0.3",
+               labelcolor="w")
+    return save(fig, path)
 
 
 def match_all(objects, truths, shape) -> list:
@@ -141,8 +162,8 @@ def evaluate_detection(run_dir: Path, data: Path, split: str = "test",
     metrics["task"] = task.evaluate_objects(
         images, labels, mask_objects, mask_matches, plot_dir,
         refined=(objects, matches) if predictor.refine else None)
-    metrics["plots"] = [str(example_plot(images, objects, truths,
-                                         plot_dir / "detections.png"))]
+    metrics["plots"] = [str(example_plot(images, objects, truths, plot_dir / "detections.png",
+                                         image_label=task.input_label))]
     write_json_atomic(out / "metrics.json", metrics)
     dataset.close()
     return metrics

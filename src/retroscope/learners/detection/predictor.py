@@ -11,7 +11,7 @@ import numpy as np
 
 from retroscope.learners.detection.calibration import (
     ALL,
-    evidence,
+    confidence,
     keep_scored,
     mark_duplicates,
 )
@@ -74,10 +74,7 @@ class DetectionPredictor:
             objects = mark_duplicates(self.task.describe_objects(x, det))
             precision = calibration.get("precision", {})
             for obj in objects:
-                # precision of its evidence group on the validation split; NaN where the run
-                # was calibrated before it had one, or the group was too rare there
-                stated = precision.get(evidence(obj, refine), {}).get("precision")
-                obj["confidence"] = float("nan") if stated is None else stated
+                obj["confidence"] = confidence(obj, refine, precision)
                 half = {**halves.get(ALL, {}), **halves.get(obj["class"], {})}
                 for name, scale in self.task.interval_scales(obj).items():
                     # no matched validation object, no calibrated interval: NaN, not a guess
@@ -104,7 +101,8 @@ class DetectionPredictor:
         rows = []
         for (label, source, context), objs in zip(kept, objects):
             if not objs:
-                rows.append({"input": label, "file": source, "n_objects": 0})
+                rows.append({"input": label, "file": source, "n_objects": 0,
+                             **self.task.frame_columns(context)})
             distinct = sum(obj.get("duplicate_of", -1) < 0 for obj in objs)
             for k, obj in enumerate(objs):
                 rows.append({"input": label, "file": source, "n_objects": distinct, "object": k,

@@ -56,8 +56,11 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
         for j, (name, unit) in enumerate(zip(targets.columns, targets.units))
     }
     task_metrics = task.metrics(dataset.params, pred.record)
+    guess_metrics = guessing(task, data, dataset)
     metrics = {
-        "reference": reference(task, data, dataset),
+        "reference": {"what": task.reference_name,
+                      "task_metrics": {k: summarise(v) for k, v in guess_metrics[0].items()},
+                      "task_summary": guess_metrics[1]},
         "split": split, "n": len(dataset), "data": str(data),
         "nominal_coverage": predictor.calibrator.level,
         "coverage_mean": float(inside.mean()),
@@ -71,9 +74,11 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
         plots.predicted_vs_true(true_cols, pred.value, list(targets.columns),
                                 list(targets.units), plot_dir / "predicted_vs_true.png",
                                 low=pred.low, high=pred.high,
-                                coverage=inside.mean(axis=0).tolist()),
+                                coverage=inside.mean(axis=0).tolist(),
+                                limits=targets.limits()),
     ]
-    written += task.plots(dataset.params, pred.record, plot_dir, task_metrics)
+    written += task.plots(dataset.params, pred.record, plot_dir, task_metrics,
+                          reference=guess_metrics[0])
     if baseline_n > 0:
         metrics["baseline"] = run_baseline(task, dataset, pred, baseline_n, plot_dir,
                                            baseline_kwargs or {}, progress,
@@ -84,16 +89,14 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     return metrics
 
 
-def reference(task, data: Path, dataset: ShardDataset) -> dict:
-    """The task's metrics of its trivial answer (``Task.reference_prediction`` from the
-    training split's parameters) on the same samples: what the network is worth."""
+def guessing(task, data: Path, dataset: ShardDataset) -> tuple[dict, dict]:
+    """The task's per-sample metrics and whole-set figures of its trivial answer
+    (``Task.reference_prediction`` from the training split's parameters) on the same
+    samples: what the network is worth."""
     train = ShardDataset(data, task, "train")
     guess = task.reference_prediction(train.params, len(dataset))
     train.close()
-    return {"what": task.reference_name,
-            "task_metrics": {k: summarise(v)
-                             for k, v in task.metrics(dataset.params, guess).items()},
-            "task_summary": task.summary_metrics(dataset.params, guess)}
+    return task.metrics(dataset.params, guess), task.summary_metrics(dataset.params, guess)
 
 
 def _training_simulations(run_dir: Path) -> int | None:

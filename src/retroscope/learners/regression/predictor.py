@@ -96,6 +96,10 @@ class Predictor:
         record = targets.decode(mean)
         value = targets.columns_physical(record)
         lo, hi = targets.bounds(mean, half_enc, value)
+        # an interval never reaches beyond what is physically possible (|q| <= 1, r >= 0):
+        # cutting it there loses no coverage, since the truth always lies inside
+        limits = targets.limits()
+        lo, hi = np.clip(lo, *limits.T), np.clip(hi, *limits.T)
         score = self.density.score(feats)
         return Prediction(
             columns=targets.columns, units=targets.units, value=value, low=lo,
@@ -104,21 +108,23 @@ class Predictor:
 
     def rows(self, items: list, batch_size: int = 128):
         """One row per experimental input ``items`` = [(label, source, observable, context)]:
-        per target column the value and its interval (``_low``, ``_high``), the task's own
-        columns, the targets outside their training range (``out_of_range``, never clipped),
-        the OOD score and flag. Returns (rows, failures [(label, reason)]) for
+        per target column the value, its interval (``_low``, ``_high``) and whether that
+        interval is calibrated (``_calibrated``: False on an out-of-distribution input), the
+        task's own columns, the targets outside their training range (``out_of_range``, never
+        clipped), the OOD score and flag. Returns (rows, failures [(label, reason)]) for
         inputs whose shape the network cannot take."""
         inputs, kept, failures = self.run.accept(items)
         rows = []
         if not inputs:
             return rows, failures
         pred = self.predict_inputs(np.stack(inputs), batch_size=batch_size)
-        for i, (label, source, _) in enumerate(kept):
-            row = {"input": label, "file": source}
+        for i, (label, source, context) in enumerate(kept):
+            row = {"input": label, "file": source, **self.task.frame_columns(context)}
             for j, col in enumerate(pred.columns):
                 row[col] = float(pred.value[i, j])
                 row[f"{col}_low"] = float(pred.low[i, j])
                 row[f"{col}_high"] = float(pred.high[i, j])
+                row[f"{col}_calibrated"] = not bool(pred.ood_flag[i])
             row.update(self.task.describe_prediction({k: v[i] for k, v in pred.record.items()}))
             row["out_of_range"] = " ".join(out_of_range(self.task.space, pred.columns,
                                                         pred.value[i]))

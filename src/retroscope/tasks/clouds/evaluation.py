@@ -213,31 +213,39 @@ def gaussian_comparison(images, truths, objects, matches, max_fits: int = 200,
                              "Ib / I0; theta in rad for wy/wx < 0.8"}
 
 
+#: the panels of :func:`rmse_bar_plot`: parameters that share a unit, and the unit
+RMSE_PANELS = ((("x0", "y0"), "centre error (1/e\u00b2 radii along the axis)"),
+               (("wx", "wy", "amplitude"), "relative error of wx, wy, I0 (fraction)"),
+               (("theta",), "angle error (rad)"),
+               (("background",), "background error (fraction of I0)"))
+
+
 def rmse_bar_plot(comparison: dict, path, reference: str = "truth"):
     """Fig. 7h: RMSE of each Gaussian parameter, mask method next to the conventional one
-    (and the joint fit, when the comparison has it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    (and the joint fit, when the comparison has it), one panel per unit (centres in radii,
+    widths and I0 relative, the angle in rad, the background relative to I0)."""
+    from retroscope.plots import figure, save
 
     rmse = comparison["rmse"]
-    names = [p for p in PARAMETERS if rmse["mask"][reference][p] is not None]
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    bars = [("mask", rmse["mask"][reference], "tab:blue"),
-            ("conventional", rmse["conventional"][reference], "tab:orange")]
+    bars = [("masks", rmse["mask"][reference], "tab:blue"),
+            ("conventional (ROI moments)", rmse["conventional"][reference], "tab:orange")]
     if reference == "truth" and comparison.get("joint_fit"):
-        bars.append(("joint fit", comparison["joint_fit"]["rmse"], "tab:green"))
+        bars.append(("joint fit seeded by the masks", comparison["joint_fit"]["rmse"],
+                     "tab:green"))
+    panels = [(names, label) for names, label in RMSE_PANELS
+              if any(rmse["mask"][reference].get(p) is not None for p in names)]
+    fig, axes = figure(1, len(panels), (2.2, 3.2))
     width = 0.8 / len(bars)
-    for k, (method, values, colour) in enumerate(bars):
-        ax.bar(x + (k - (len(bars) - 1) / 2) * width, [values[p] or 0.0 for p in names],
-               width, label=method, color=colour)
-    ax.set_xticks(x, names)
-    ax.set_yscale("log")
-    ax.set_ylabel(f"RMSE against the {reference}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    for ax, (names, label) in zip(axes, panels):
+        x = np.arange(len(names))
+        for k, (method, values, colour) in enumerate(bars):
+            ax.bar(x + (k - (len(bars) - 1) / 2) * width,
+                   [values.get(p) or 0.0 for p in names], width, label=method, color=colour)
+        ax.set_xticks(x, ["I0" if p == "amplitude" else p for p in names])
+        ax.set_xlabel("parameter")
+        ax.set_ylabel(f"RMSE, {label}", fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=len(bars), fontsize=8)
+    fig.suptitle(f"Gaussian parameters against the {reference}, "
+                 f"{comparison.get('clouds', '?')} clouds", fontsize=9)
+    return save(fig, path)

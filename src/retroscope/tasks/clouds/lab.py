@@ -6,14 +6,24 @@ Settings (a TOML/JSON file, keys optional)::
     pattern = "(?P<role>image|probe|background)_(?P<id>.+)\\.(?:tiff?|png|bmp)"
     roles = {image = "atoms", probe = "probe", background = "dark"}
     h5_datasets = {atoms = "/images/atoms", probe = "/images/probe", dark = "/images/dark"}
+    fits_frames = {atoms = 0, probe = 1, dark = 2}   # frames of a FITS shot, in file order
     fringe_removal = true        # Ockeloen et al. 2010, probes of the same folder as basis
     pca_components = 0           # > 0: a PCA basis of that many components instead
     saturation_counts = 65535    # camera full scale: flag saturated pixels
-    bin = "auto"                 # integer binning factor, or frame size / network size
+    bin = "auto"                 # integer binning factor, or the largest that fits
+    roi = [row0, col0, rows, cols]  # the camera's region to read (default: see below)
+    camera_bits = 12             # a 12-bit camera (in 16-bit files): full scale 4095
     object_pixel_um = 4.0        # camera pixel / magnification, for the atom number
     wavelength_nm = 401.0        # probe wavelength, resonant cross-section 3 lambda^2 / 2 pi
 
-A shot that cannot be read or whose size does not bin to the network's is reported by name
+Camera frames of any size: without ``roi``, a frame that bins exactly to the network's input
+is read whole; any other is cropped to the largest window that bins to it (a square one for a
+square network input, ``bin`` x the network's size when ``bin`` is given) centred on the
+strongest absorption (the maximum of the optical depth smoothed over 4 binned pixels) and
+kept inside the frame. The crop is reported with every result (``crop_row0``, ``crop_col0``,
+``crop_rows``, ``crop_cols``), and positions and widths are given in the camera's pixels.
+
+A shot that cannot be read or that is smaller than the network's input is reported by name
 and skipped; the others are still processed.
 """
 
@@ -26,18 +36,24 @@ import numpy as np
 from retroscope.tasks.clouds.fringes import atom_free_mask, od_with_fringe_removal
 from retroscope.tasks.clouds.optical_depth import cross_section_m2, optical_depth
 from retroscope.tasks.clouds.shots import (
+    DEFAULT_FITS_FRAMES,
     DEFAULT_H5_DATASETS,
     DEFAULT_PATTERN,
     DEFAULT_ROLES,
+    FITS_SUFFIXES,
+    ROLES,
     Shot,
     find_triplets,
     load_shot,
+    read_fits_shot,
     read_h5_shot,
 )
 
-KEYS = {"pattern", "roles", "h5_datasets", "fringe_removal", "pca_components",
-        "saturation_counts", "bin", "object_pixel_um", "wavelength_nm"}
+KEYS = {"pattern", "roles", "h5_datasets", "fits_frames", "fringe_removal", "pca_components",
+        "saturation_counts", "camera_bits", "bin", "roi", "object_pixel_um", "wavelength_nm"}
 H5_SUFFIXES = {".h5", ".hdf5"}
+#: the optical depth is smoothed over this many binned pixels to find the strongest absorption
+CROP_SMOOTHING_PX = 4.0
 
 
 def check_settings(settings: dict | None, source: str = "settings") -> dict:
@@ -51,6 +67,23 @@ def check_settings(settings: dict | None, source: str = "settings") -> dict:
     for key in ("object_pixel_um", "wavelength_nm", "saturation_counts"):
         if key in settings and not float(settings[key]) > 0:
             raise ValueError(f"{source}: {key} must be positive, got {settings[key]!r}")
+    roi = settings.get("roi")
+    if roi is not None and not (isinstance(roi, (list, tuple)) and len(roi) == 4
+                                and all(isinstance(v, int) and v >= 0 for v in roi)
+                                and roi[2] > 0 and roi[3] > 0):
+        raise ValueError(f"{source}: roi must be [row0, col0, rows, cols] in camera pixels "
+                         f"(non-negative integers, positive size), got {roi!r}")
+    bits = settings.get("camera_bits")
+    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= 16):
+        raise ValueError(f"{source}: camera_bits must be an integer 1-16, got {bits!r}")
+    if bits is not None and "saturation_counts" not in settings:
+        settings["saturation_counts"] = 2 ** bits - 1  # the camera's full scale
+    frames = settings.get("fits_frames")
+    if frames is not None and not (isinstance(frames, dict) and set(frames) <= set(ROLES)
+                                   and "atoms" in frames and all(
+                                       isinstance(v, int) and v >= 0 for v in frames.values())):
+        raise ValueError(f"{source}: fits_frames must map atoms (and probe, dark) to frame "
+                         f"indices of the FITS file, got {frames!r}")
     return settings
 
 
@@ -62,7 +95,7 @@ def collect_shots(paths, settings: dict) -> tuple[list[tuple[str, object]], list
     for path in map(Path, paths):
         if path.is_dir():
             folders[path] = None
-        elif path.suffix.lower() in H5_SUFFIXES:
+        elif path.suffix.lower() in H5_SUFFIXES | FITS_SUFFIXES:
             shots.append((str(path), path))
         elif not path.exists():
             failures.append((str(path), "no such file"))
@@ -89,17 +122,65 @@ def collect_shots(paths, settings: dict) -> tuple[list[tuple[str, object]], list
     return shots, failures
 
 
-def _bin(od: np.ndarray, shape: tuple[int, int], factor, label: str) -> tuple[np.ndarray, int]:
+def camera_counts(frames: dict[str, np.ndarray], bits: int, label: str) -> dict:
+    """Frames of a ``bits``-bit camera in its own counts: 12-bit data stored left-aligned in
+    16-bit words (every value a multiple of 2**(16 - bits)) are shifted down; values above
+    the camera's full scale otherwise are an error."""
+    full = 2 ** bits - 1
+    step = 2 ** (16 - bits) if bits < 16 else 1
+    top = max(float(f.max()) for f in frames.values())
+    if top <= full:
+        return frames
+    if step > 1 and all(np.all(np.mod(f, step) == 0) for f in frames.values()) \
+            and top <= 65535:
+        return {role: f / step for role, f in frames.items()}
+    raise ValueError(f"{label}: values up to {top:g} exceed a {bits}-bit camera's full "
+                     f"scale {full}; check camera_bits")
+
+
+def crop_window(od: np.ndarray, shape: tuple[int, int], settings: dict,
+                label: str) -> tuple[tuple[int, int, int, int], int]:
+    """The camera region ``(row0, col0, rows, cols)`` read for a network input of ``shape``
+    and its binning factor: the ``roi`` setting, else the whole frame when it bins exactly,
+    else the largest window that bins to ``shape`` centred on the strongest absorption."""
+    from scipy.ndimage import gaussian_filter
+
     rows, cols = od.shape
+    factor = settings.get("bin", "auto")
+    roi = settings.get("roi")
+    if roi is not None:
+        r0, c0, h, w = roi
+        if r0 + h > rows or c0 + w > cols:
+            raise ValueError(f"{label}: roi {list(roi)} reaches outside the {rows}x{cols} frame")
+        if factor == "auto":
+            factor = h // shape[0]
+        if factor < 1 or (h, w) != (factor * shape[0], factor * shape[1]):
+            raise ValueError(f"{label}: roi of {h}x{w} px does not bin to the network's "
+                             f"{shape[0]}x{shape[1]}; make it a multiple (e.g. "
+                             f"{max(factor, 1) * shape[0]}x{max(factor, 1) * shape[1]})")
+        return (r0, c0, h, w), factor
     if factor == "auto":
-        if rows % shape[0] or cols % shape[1] or rows // shape[0] != cols // shape[1]:
-            raise ValueError(f"{label}: frame {rows}x{cols} does not bin to the network's "
-                             f"{shape[0]}x{shape[1]}; set bin and crop the frames")
-        factor = rows // shape[0]
-    if (rows // factor, cols // factor) != tuple(shape) or rows % factor or cols % factor:
-        raise ValueError(f"{label}: frame {rows}x{cols} binned by {factor} is not the "
-                         f"network's {shape[0]}x{shape[1]}")
-    return od.reshape(shape[0], factor, shape[1], factor).mean(axis=(1, 3)), factor
+        exact = rows % shape[0] == 0 and cols % shape[1] == 0 and \
+            rows // shape[0] == cols // shape[1]
+        factor = rows // shape[0] if exact else min(rows // shape[0], cols // shape[1])
+    h, w = factor * shape[0], factor * shape[1]
+    if factor < 1 or h > rows or w > cols:
+        raise ValueError(f"{label}: frame {rows}x{cols} is smaller than the network's "
+                         f"{shape[0]}x{shape[1]} binned by {max(factor, 1)}")
+    if (h, w) == (rows, cols):
+        return (0, 0, rows, cols), factor
+    smooth = gaussian_filter(np.nan_to_num(od.astype(np.float64)),
+                             CROP_SMOOTHING_PX * factor)
+    r, c = np.unravel_index(np.argmax(smooth), smooth.shape)
+    r0 = int(np.clip(r - h // 2, 0, rows - h))
+    c0 = int(np.clip(c - w // 2, 0, cols - w))
+    return (r0, c0, h, w), factor
+
+
+def _bin(od: np.ndarray, window: tuple[int, int, int, int], factor: int) -> np.ndarray:
+    r0, c0, h, w = window
+    crop = od[r0:r0 + h, c0:c0 + w]
+    return crop.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
 def shot_inputs(paths, settings: dict | None, shape: tuple[int, int] | None):
@@ -111,8 +192,16 @@ def shot_inputs(paths, settings: dict | None, shape: tuple[int, int] | None):
     frames = {}
     for label, shot in shots:
         try:
-            frames[label] = (read_h5_shot(shot, settings.get("h5_datasets", DEFAULT_H5_DATASETS))
-                             if isinstance(shot, Path) else load_shot(shot))
+            if not isinstance(shot, Path):
+                frames[label] = load_shot(shot)
+            elif shot.suffix.lower() in FITS_SUFFIXES:
+                frames[label] = read_fits_shot(shot, settings.get("fits_frames",
+                                                                  DEFAULT_FITS_FRAMES))
+            else:
+                frames[label] = read_h5_shot(shot, settings.get("h5_datasets",
+                                                                DEFAULT_H5_DATASETS))
+            if settings.get("camera_bits") is not None:
+                frames[label] = camera_counts(frames[label], settings["camera_bits"], label)
         except (OSError, KeyError, ValueError) as exc:
             failures.append((label, str(exc)))
     probes_by_folder: dict[str, list[np.ndarray]] = {}
@@ -135,12 +224,18 @@ def shot_inputs(paths, settings: dict | None, shape: tuple[int, int] | None):
                 od, flags = od_with_fringe_removal(f["atoms"], np.stack(probes), dark,
                                                    atom_free_mask(od), n_components=n,
                                                    saturation_counts=sat)
-            binned, factor = ((od, 1) if shape is None else
-                              _bin(od, shape, settings.get("bin", "auto"), label))
+            if shape is None:
+                binned, factor, window = od, 1, (0, 0, *od.shape)
+            else:
+                window, factor = crop_window(od, shape, settings, label)
+                binned = _bin(od, window, factor)
         except (ValueError, KeyError) as exc:
             failures.append((label, str(exc)))
             continue
-        context = {"bin": factor, "saturated_pixels": int(np.count_nonzero(flags & 3))}
+        r0, c0, h, w = window
+        context = {"bin": factor, "crop": [int(r0), int(c0), int(h), int(w)],
+                   "saturated_pixels": int(np.count_nonzero(
+                       flags[r0:r0 + h, c0:c0 + w] & 3))}
         if "object_pixel_um" in settings:
             sigma = cross_section_m2(float(settings.get("wavelength_nm", 401.0)) * 1e-9)
             context["atoms_per_od_px"] = (float(settings["object_pixel_um"]) * factor
@@ -150,16 +245,30 @@ def shot_inputs(paths, settings: dict | None, shape: tuple[int, int] | None):
     return items, failures
 
 
+def frame_columns(context: dict) -> dict:
+    """The camera region a shot's answers come from: ``crop_row0``, ``crop_col0``,
+    ``crop_rows``, ``crop_cols`` (camera pixels), and the binning factor."""
+    if "crop" not in context:
+        return {}
+    return {**dict(zip(("crop_row0", "crop_col0", "crop_rows", "crop_cols"), context["crop"])),
+            "bin": context.get("bin", 1)}
+
+
 def to_frame(obj: dict, context: dict) -> dict:
-    """A described object in the raw frame's pixels (positions and widths times the binning
-    factor) with the atom number from the lab's pixel size, when given."""
+    """A described object in the camera's pixels (widths times the binning factor, positions
+    also shifted by the crop's corner), the crop it was read from (``crop_row0``,
+    ``crop_col0``, ``crop_rows``, ``crop_cols``) and the atom number from the lab's pixel
+    size, when given."""
     b = context.get("bin", 1)
+    r0, c0 = context.get("crop", (0, 0))[:2]
+    offset = {"x0": c0, "y0": r0, "wx": 0, "wy": 0}
     out = {k: v for k, v in obj.items() if k != "mask"}
     for key in ("x0", "y0", "wx", "wy"):
         for suffix in ("", "_low", "_high"):
             if key + suffix in out:
-                out[key + suffix] = out[key + suffix] * b
-    out["box"] = [v * b for v in obj["box"]]
+                out[key + suffix] = out[key + suffix] * b + offset[key]
+    out["box"] = [v * b + (c0, r0)[i % 2] for i, v in enumerate(obj["box"])]
+    out.update(frame_columns(context))
     if "integrated_od" in out:
         out["integrated_od"] = out["integrated_od"] * b * b  # OD x raw pixels
     if "atoms_per_od_px" in context:

@@ -7,8 +7,8 @@ measure the mean optical depth inside it, and compare with the same region shift
 that miss it. The spread of those shifted means is the noise of such a mean, fringes and
 correlated noise included, so ``significance = excess / spread`` needs no noise model.
 
-Used by ``benchmarks/clouds.py`` and the real-frame tests on the ring-BEC series of
-``../shared/data/clouds/probe-reconstruction``.
+Used by ``benchmarks/clouds.py`` and the real-frame tests on the public ring-BEC series
+(``docs/data.md``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ is ``tf_od_peak * max(0, 1 - x'^2/tf_rx^2 - y'^2/tf_ry^2)^(3/2)`` with (x', y') 
 coordinates of Eq. (1) and ``tf_rx, tf_ry`` the Thomas-Fermi radii (where the column vanishes);
 it integrates to ``(2 pi / 5) tf_rx tf_ry tf_od_peak``.
 
-An "other" cloud is none of these: a ring (ring-shaped condensates, as in the real frames of
-``../shared/data/clouds``) or, with azimuthal modulation, a crescent. Its column OD is
+An "other" cloud is none of these: a ring (ring-shaped condensates, as in the public real
+frames of ``sbanik1/Probe-Reconstruction``, see ``docs/data.md``) or, with azimuthal modulation, a crescent. Its column OD is
 ``od_peak * exp(-2 d^2 / ring_width^2) * exp(-crescent (1 - cos(phi - crescent_angle)))`` with
 ``d = (rho - 1) sqrt(wx wy)`` the distance from the ring line, ``rho^2 = x'^2/wx^2 + y'^2/wy^2``
 and ``phi = atan2(y'/wy, x'/wx)``: the ring's radii are ``wx, wy`` and ``ring_width`` its 1/e^2

@@ -27,6 +27,10 @@ DEFAULT_PATTERN = r"(?P<role>image|probe|background)_(?P<id>.+)\.(?:tiff?|png|bm
 DEFAULT_ROLES = {"image": "atoms", "probe": "probe", "background": "dark"}
 DEFAULT_H5_DATASETS = {"atoms": "/images/atoms", "probe": "/images/probe",
                        "dark": "/images/dark"}
+#: frames of a FITS shot file, counted in file order over its image HDUs (a cube's planes
+#: one by one): atoms, probe, dark
+DEFAULT_FITS_FRAMES = {"atoms": 0, "probe": 1, "dark": 2}
+FITS_SUFFIXES = {".fits", ".fit", ".fts"}
 _PILLOW_SUFFIXES = (".png", ".bmp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _SINGLE_CHANNEL_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B")
@@ -151,15 +155,33 @@ def read_frame(path: str | Path) -> np.ndarray:
             frame = tifffile.imread(path)
         else:
             with Image.open(path) as image:
-                if image.mode not in _SINGLE_CHANNEL_MODES:
-                    raise FrameError(f"{path}: expected a single-channel image, got Pillow "
-                                     f"mode {image.mode!r}")
-                frame = np.asarray(image)
+                frame = _grey(image, path)
     except FrameError:
         raise
     except Exception as exc:  # tifffile and Pillow raise many types for corrupt files
         raise FrameError(f"{path}: cannot read image: {exc}") from exc
     return _checked(np.asarray(frame), str(path))
+
+
+def _grey(image: Image.Image, path: Path) -> np.ndarray:
+    """The counts of a single-channel image; a palette image (Pillow mode 'P', what many
+    camera programs write as 8-bit BMP) or an RGB image is accepted when it is grey (every
+    palette entry, or every pixel, has R = G = B) and read as those grey levels."""
+    if image.mode in _SINGLE_CHANNEL_MODES:
+        return np.asarray(image)
+    if image.mode == "P":
+        palette = np.asarray(image.getpalette(), dtype=np.int64).reshape(-1, 3)
+        index = np.asarray(image)
+        used = palette[np.unique(index)]
+        if not (used == used[:, :1]).all():
+            raise FrameError(f"{path}: a colour palette (Pillow mode 'P'); expected grey levels")
+        return palette[index, 0]
+    if image.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image)[..., :3]
+        if (rgb == rgb[..., :1]).all():
+            return rgb[..., 0]
+    raise FrameError(f"{path}: expected a single-channel (grey) image, got Pillow mode "
+                     f"{image.mode!r} with colour")
 
 
 def _same_shape(frames: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
@@ -194,6 +216,58 @@ def read_h5_shot(path: str | Path,
                                           f"pass datasets={{{role!r}: '/path/in/file'}}")
             frames[role] = _checked(np.asarray(item[()]), f"{path}:{name}")
     return _same_shape(frames, str(path))
+
+
+def fits_frames(path: str | Path) -> list[np.ndarray]:
+    """Every 2-D frame of a FITS file, in file order: each image HDU's data, a cube
+    (N, H, W) giving its N planes (astropy, the optional extra ``retroscope[fits]``)."""
+    try:
+        from astropy.io import fits
+    except ImportError as exc:
+        raise FrameError(f"{path}: reading FITS needs astropy: pip install "
+                         f"'retroscope[fits]'") from exc
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fits_frames: no file {path}")
+    frames = []
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            for i, hdu in enumerate(hdus):
+                data = getattr(hdu, "data", None)
+                if data is None or not getattr(hdu, "is_image", False):
+                    continue
+                data = np.asarray(data)
+                if data.ndim == 2:
+                    frames.append(data)
+                elif data.ndim == 3:
+                    frames.extend(data)
+                else:
+                    raise FrameError(f"{path}: HDU {i} holds a {data.ndim}-D array "
+                                     f"{data.shape}; expected frames or a cube of frames")
+    except FrameError:
+        raise
+    except Exception as exc:  # astropy raises many types for corrupt files
+        raise FrameError(f"{path}: cannot read as FITS: {exc}") from exc
+    return frames
+
+
+def read_fits_shot(path: str | Path,
+                   roles: Mapping[str, int] = DEFAULT_FITS_FRAMES) -> dict[str, np.ndarray]:
+    """The frames of a FITS shot file: ``roles`` maps "atoms", "probe", "dark" to frame
+    indices of :func:`fits_frames` (a role whose frame is missing is an error, except a
+    default "dark"). Returns role -> float64 frame, all of one shape."""
+    frames = fits_frames(path)
+    out = {}
+    for role, index in roles.items():
+        if index >= len(frames):
+            if role == "dark" and roles is DEFAULT_FITS_FRAMES:
+                continue
+            raise FrameError(f"{path}: role {role!r} is frame {index}, but the file has "
+                             f"{len(frames)} frames; set fits_frames")
+        # FITS stores big-endian; native float64 for the arithmetic
+        out[role] = _checked(np.asarray(frames[index]).astype(np.float64),
+                             f"{path}: frame {index}")
+    return _same_shape(out, str(path))
 
 
 def load_shot(shot: Shot) -> dict[str, np.ndarray]:

@@ -121,6 +121,7 @@ class CloudsTask(DetectionTask):
         "aspect_ratios": [0.25, 0.5, 1.0, 2.0, 4.0]})
     #: what a person reads first of each object (demo tables)
     headline_columns = ("x0", "y0", "integrated_od")
+    input_label = "optical depth (dimensionless)"
 
     def __init__(self, shape: tuple[int, int] = (128, 128), max_per_kind: tuple = (1, 2, 1, 1),
                  fluorescence: bool = True, imaging: Imaging | None = None) -> None:
@@ -372,6 +373,11 @@ class CloudsTask(DetectionTask):
 
         return shot_inputs(paths, settings, self.shape)
 
+    def frame_columns(self, context):
+        from retroscope.tasks.clouds.lab import frame_columns
+
+        return frame_columns(context)
+
     def to_frame(self, obj, context):
         from retroscope.tasks.clouds.lab import to_frame
 
@@ -380,13 +386,16 @@ class CloudsTask(DetectionTask):
     # -- demo ----------------------------------------------------------------------------
     def demo_settings(self) -> DemoSettings:
         return DemoSettings(n=600, shard_size=100, epochs=3, train_minutes=3.0,
-                            train={"step_size": 2, "limit_val": 60})
+                            train={"step_size": 2, "limit_val": 60},
+                            full_scale="12 000 shots and 55 min of training on 2 CPU cores "
+                            "(README, Performance) reach a COCO box / mask mAP of 0.901 / "
+                            "0.889 refined (0.742 / 0.696 from the network alone) on 1 672 "
+                            "test shots")
 
     def demo_files(self, test, files_dir, n):
         """Test shots written back as raw absorption triplets (16-bit TIFF: a flat probe of
         20 000 counts over a dark level of 100, atoms = dark + (probe - dark) exp(-OD)), in
-        ``files_dir/shots``; and the real ring-BEC triplets of ``../shared/data/clouds``
-        when that folder is there (from the repository root)."""
+        ``files_dir/shots``."""
         import tifffile
 
         shots = Path(files_dir) / "shots"
@@ -405,11 +414,6 @@ class CloudsTask(DetectionTask):
             clouds = self.clouds_of(test.labels_row(i))
             truth.append({"input": name, "objects": ", ".join(
                 f"{c.kind} ({c.x0:.0f}, {c.y0:.0f})" for c in clouds) or "none"})
-        real = Path("..") / "shared" / "data" / "clouds" / "probe-reconstruction"
-        if real.is_dir():
-            files += sorted(real.glob("*.tif*"))
-            truth += [{"input": p.stem.split("_", 1)[1], "objects": "a ring (real shot)"}
-                      for p in sorted(real.glob("Image_*.tif*"))]
         return files, truth
 
     def describe_truth(self, row):

@@ -31,10 +31,12 @@ def bin_statistics(true: np.ndarray, pred: np.ndarray, bin_width: int = 10) -> d
 
 
 def count_by_bin(true, pred, path, label: str = "n_ca", bin_width: int = 10,
-                 n_outliers: int = 10) -> Path:
+                 n_outliers: int = 10, unit: str = "ions") -> Path:
     """Inferred vs true ion number (Fig. 4): per bin the mean (bar centre) and +-1 standard
     deviation (bar height), the ``n_outliers`` largest deviations above and below as circles,
-    and the identity line."""
+    and the identity line, with a legend."""
+    from matplotlib.lines import Line2D
+
     true = np.asarray(true, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
     stats = bin_statistics(true, pred, bin_width)
@@ -51,8 +53,15 @@ def count_by_bin(true, pred, path, label: str = "n_ca", bin_width: int = 10,
     lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
     ax.plot([lo, hi], [lo, hi], "-", color="0.4", lw=0.8)
     rms_pct = 100 * np.sqrt(np.mean(((pred - true) / np.where(true > 0, true, np.nan)) ** 2))
-    ax.set_xlabel(f"true {label}")
-    ax.set_ylabel(f"inferred {label}")
+    ax.set_xlabel(f"true {label} ({unit})")
+    ax.set_ylabel(f"inferred {label} ({unit})")
+    ax.legend(handles=[
+        _rect(0, 0, 1, 1),
+        Line2D([], [], ls="none", marker="o", mfc="none", mec="k", ms=4),
+        Line2D([], [], color="0.4", lw=0.8)],
+        labels=[f"mean \u00b1 1 s.d. per bin of {bin_width}",
+                f"the {n_outliers} largest errors each way per bin", "inferred = true"],
+        fontsize=7, loc="upper left")
     ax.set_title(f"{len(true)} images; RMS error {np.sqrt(np.mean((pred - true) ** 2)):.2f} "
                  f"({rms_pct:.2f}%)", fontsize=9)
     ax.set_xlim(lo - bin_width, hi + bin_width)

@@ -286,11 +286,12 @@ class CrystalTask(Task):
             out[name] = entry
         return out
 
-    def plots(self, true, pred, out_dir, metrics) -> list:
+    def plots(self, true, pred, out_dir, metrics, reference=None) -> list:
         from retroscope.tasks.crystal.plots import count_by_bin
 
         return [count_by_bin(np.asarray(true[n]), np.asarray(pred[n]),
-                             Path(out_dir) / f"{n}_by_bin.png", label=n)
+                             Path(out_dir) / f"{n}_by_bin.png", label=n,
+                             unit=self.space[n].unit)
                 for n in self.target_names if n.startswith("n_")]
 
     def baseline(self, **kwargs):
@@ -311,7 +312,10 @@ class CrystalTask(Task):
     def demo_settings(self) -> DemoSettings:
         return DemoSettings(n=1200, shard_size=50, epochs=12, train_minutes=3.0,
                             train={"batch_size": 32, "lr": 2e-3}, baseline_n=2,
-                            baseline_kwargs={"steps": [32, 8, 2]})
+                            baseline_kwargs={"steps": [32, 8, 2]},
+                            full_scale="48 000 crystals and 54 min of training on 2 CPU cores "
+                            "(README, Performance) reach an RMS error of 2.92% (5.0 ions) "
+                            "on 6 822 test crystals")
 
     def demo_preprocess_settings(self) -> dict:
         return {"pixel_um": self.imaging.pixel_um}

@@ -54,6 +54,10 @@ class OrientationRadiusTargets(Targets):
         lo, _ = self._domain
         return np.append(lo, self.radius_low)
 
+    def limits(self) -> np.ndarray:
+        """Unit-quaternion components lie in [-1, 1]; a radius is not negative."""
+        return np.array([[-1.0, 1.0]] * 4 + [[0.0, np.inf]])
+
     def scale(self) -> np.ndarray:
         lo, hi = self._domain
         return np.append(hi - lo, self.radius_high - self.radius_low)
