@@ -259,6 +259,12 @@ class Task(ABC):
                     failures.append((label, str(exc)))
         return items, failures
 
+    def frame_columns(self, context: dict) -> dict:
+        """Columns every result row of one experimental input carries (``context`` from
+        :meth:`read_experimental`), e.g. the camera region it was read from. None by
+        default."""
+        return {}
+
     # -- evaluation -----------------------------------------------------------------------
     def metrics(self, true: Record, pred: Record) -> dict[str, np.ndarray]:
         """Per-sample error arrays keyed by metric name (summaries are taken by evaluate)."""
@@ -379,12 +385,6 @@ class DetectionTask(Task):
     def parameter_error(self, name: str, predicted: float, true: float) -> float:
         """Signed error of one parameter (an angle task overrides it for periodicity)."""
         return float(predicted) - float(true)
-
-    def frame_columns(self, context: dict) -> dict:
-        """Columns every result row of one experimental input carries (``context`` from
-        :meth:`read_experimental`), e.g. the camera region it was read from. None by
-        default."""
-        return {}
 
     def to_frame(self, obj: dict, context: dict) -> dict:
         """A described object in the experimental frame's units (``context`` from

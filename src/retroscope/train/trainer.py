@@ -104,6 +104,21 @@ def _epoch_callback():
     return DatasetEpoch()
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's chatter out of a run's output: its hardware notices and tips (INFO
+    lines; the run records its device itself) and a deprecation warning Lightning raises from
+    its own use of a torch API (``lightning/pytorch/utilities/_pytree.py``), which nothing
+    here can act on. Warnings of our own code still show."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is "
+                                              r"deprecated")
+
+
 def make_trainer(cfg, out: Path, monitor: str, mode: str, steps_per_epoch: int,
                  callbacks: list | None = None, progress: bool = True,
                  early_stopping: bool = False, **trainer_kwargs):
@@ -116,6 +131,7 @@ def make_trainer(cfg, out: Path, monitor: str, mode: str, steps_per_epoch: int,
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+    _quiet_lightning()
     ckpt = ModelCheckpoint(dirpath=Path(out) / "checkpoints", filename="best", monitor=monitor,
                            mode=mode, save_last=True)
     extra = [ckpt, _epoch_callback(), *(callbacks or [])]

@@ -80,8 +80,10 @@ def test_read_frame_formats(tmp_path):
 
 
 def test_read_frame_errors_name_the_file(tmp_path):
-    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "rgb.png")
-    with pytest.raises(FrameError, match=r"rgb\.png: expected a single-channel image"):
+    colour = np.zeros((4, 5, 3), np.uint8)
+    colour[..., 1] = 90  # green: not a grey image (an RGB one with R = G = B is read)
+    Image.fromarray(colour).save(tmp_path / "rgb.png")
+    with pytest.raises(FrameError, match=r"rgb\.png: expected a single-channel \(grey\)"):
         read_frame(tmp_path / "rgb.png")
     write_tiff(tmp_path / "stack.tiff", np.zeros((2, 4, 5), np.uint16))
     with pytest.raises(FrameError, match=r"stack\.tiff: expected a 2D"):
