@@ -79,6 +79,8 @@ def main() -> None:
             "n": args.n, "true_radius_nm": list(args.radius),
             "flagged_fraction": float(flagged.mean()),
             "out_of_range_fraction": float(np.mean([bool(r) for r in ranges])),
+            "flagged_or_out_of_range_fraction": float(np.mean(
+                [bool(r) or bool(f) for r, f in zip(ranges, flagged)])),
             "median_radius_nm": float(np.median(pred.record["radius_nm"])),
             "flagged": coverage(pred, targets, params, flagged),
             "unflagged": coverage(pred, targets, params, ~flagged)}

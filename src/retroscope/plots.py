@@ -172,7 +172,9 @@ def error_histograms(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test samples per bin")
     n = ", ".join(sorted({str(v.size) for v in data.values()}))
-    ax.legend(fontsize=8, title=f"n = {n}", title_fontsize=8)
+    # below the axes: a legend inside would cover the bars it explains
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+               title=f"n = {n} test samples", title_fontsize=8)
     return save(fig, path)
 
 
@@ -180,7 +182,7 @@ def accuracy_vs_compute(
     baseline: dict,
     network: Sequence[dict],
     path: str | Path,
-    ylabel: str = "mean relative error [%]",
+    ylabel: str = "mean relative error (%)",
 ) -> Path:
     """Error against number of forward simulations: classical fit against networks.
 
@@ -227,8 +229,12 @@ def accuracy_vs_compute(
             ax.errorbar([xn], [net["median"]], yerr=yerr, fmt="o", capsize=3, label=label)
         else:
             ax.plot([xn], [net["median"]], "o", label=label + " (median)")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("number of forward simulations")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)

@@ -98,6 +98,9 @@ class CrashAfterEpoch(Callback):
             raise Crash("simulated power cut")
 
 
+# a resumed run writes into its own log and checkpoint folders, which Lightning warns about
+@pytest.mark.filterwarnings("ignore:Experiment logs directory")
+@pytest.mark.filterwarnings("ignore:Checkpoint directory")
 def test_resume_continues_from_last_checkpoint(tmp_path, blob_task):
     generate(blob_task, tmp_path / "data", 120, shard_size=64, seed=1, progress=False)
     cfg = TrainConfig(task="blob-test", data=str(tmp_path / "data"), model="resnet18",

@@ -208,27 +208,29 @@ def report(metrics: dict) -> list:
 
 
 def demo_table(task, rows: list[dict], truth: list[dict]):
-    """One row per object found in each written shot: class, score, confidence, repeats, the
-    task's headline columns, the shape flag, and the shot's true objects on its first row."""
+    """One row per object found in each written shot, narrow enough for 80 columns: the
+    class with its score, the calibrated confidence, the task's headline columns in one
+    cell, what the object is flagged for (repeating another row, unlike the training
+    shapes), and the shot's true objects on its first row."""
     from rich.table import Table
 
     by_input = {str(t.get("input")): t.get("objects", "") for t in truth}
     headline = list(task.headline_columns)
     table = Table(title="objects found in the written shots (truth from the simulation)")
-    for k in ("input", "class", "score", "confidence", "repeats", *headline, "unlike",
+    for k in ("shot", "found (score)", "confidence", ", ".join(headline) or "-", "flags",
               "truth"):
         table.add_column(k)
     for row in rows:
         name = Path(str(row["input"])).name
         if not row.get("n_objects"):
-            table.add_row(name, "-", "", "", "", *[""] * len(headline), "",
-                          by_input.get(name, ""))
+            table.add_row(name, "nothing", "", "", "", by_input.get(name, ""))
             continue
         repeats = row.get("duplicate_of", -1)
-        table.add_row(name, str(row["class"]), f"{row['score']:.2f}",
+        flags = [f"repeats {repeats}" if repeats >= 0 else "",
+                 "unlike training" if row.get("unlike_training") else ""]
+        table.add_row(name, f"{row['class']} ({row['score']:.2f})",
                       f"{row.get('confidence', float('nan')):.2f}",
-                      f"row {repeats}" if repeats >= 0 else "",
-                      *[f"{row.get(k, float('nan')):.3g}" for k in headline],
-                      str(row.get("unlike_training", "")),
+                      ", ".join(f"{row.get(k, float('nan')):.3g}" for k in headline),
+                      "; ".join(f for f in flags if f),
                       by_input.get(name, "") if row.get("object", 0) == 0 else "")
     return table

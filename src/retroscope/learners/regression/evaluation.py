@@ -142,9 +142,14 @@ def report(metrics: dict) -> list:
     out = [table, cov]
     if reference:
         out.append(f"reference: {metrics['reference']['what']}, on the same samples")
+    guessed = metrics.get("reference", {}).get("task_summary", {})
     for name, summary in metrics.get("task_summary", {}).items():
         figures = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
         out.append(f"{name}: " + "   ".join(f"{k} {v:.4g}" for k, v in figures.items()))
+        ref = {k: v for k, v in guessed.get(name, {}).items() if isinstance(v, (int, float))}
+        if ref:
+            out.append(f"{name}, reference: " + "   ".join(f"{k} {v:.4g}"
+                                                         for k, v in ref.items()))
     out.append(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%   "
                f"inference: {metrics['inference_ms_per_sample']:.2f} ms/sample")
     return out

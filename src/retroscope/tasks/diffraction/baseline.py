@@ -134,9 +134,10 @@ class SimplexFit:
         summary["network_median_mean_rel_error_percent"] = float(np.median(net))
         from retroscope.plots import accuracy_vs_compute
 
+        summary["label"] = "simplex fit (median)"
         network = [{"n_simulations": network_sims or 1, "median": float(np.median(net)),
                     "q05": float(np.percentile(net, 5)), "q95": float(np.percentile(net, 95)),
-                    "label": "network"}]
+                    "label": "network on the same patterns", "n": len(net)}]
         summary["plot"] = str(accuracy_vs_compute(summary, network,
                                                   Path(plot_dir) / "accuracy_vs_compute.png"))
         return summary
