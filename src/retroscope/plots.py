@@ -229,11 +229,13 @@ def accuracy_vs_compute(
             ax.errorbar([xn], [net["median"]], yerr=yerr, fmt="o", capsize=3, label=label)
         else:
             ax.plot([xn], [net["median"]], "o", label=label + " (median)")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    # errors span a decade or two: label 1, 2, 5 of each decade as plain numbers
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("number of forward simulations")
     ax.set_ylabel(ylabel)
