@@ -10,8 +10,13 @@ and carried to the final time t_end as a Volkov wave,
 
 the same velocity-gauge phases the grid propagator applies (the global A^2/2 phase left out
 of both, so that parts removed at different times interfere correctly), and summed
-coherently. At t_end the electron still on the grid is added the same way after the ground
-state is projected out. The map is |sum|^2 on the grid's momenta, interpolated linearly onto
+coherently. At t_end the electron still on the grid is added the same way, its bound part
+left out: the ground state is projected out, and what remains within ``inner_radius`` of
+the centre (excited bound states, whose discrete momentum patterns otherwise cover the map
+with rings at 1e-3 of its maximum; measured) is cut by a soft window
+W = 1 / (1 + exp(-(r - inner_radius) / 2 bohr)). Slow electrons still inside that radius
+are lost with it; they lie at the smallest momenta, which the normalisation leaves out. The
+map is |sum|^2 on the grid's momenta, interpolated linearly onto
 the stored grid k_x in [-4, 4), k_y in [-2, 2) (256 x 128 points), with the total yield
 (sum over all momenta) and dP/dk_x (the map integrated over k_y).
 
@@ -99,7 +104,10 @@ def momentum_maps(r_bohr, intensity_w_cm2, cep_rad=0.0, alpha_deg=0.0,
                    every_steps=p.mask_every)
     psi = psi.to(torch.complex128)
     overlap = (psi0.conj() * psi).sum(dim=(-2, -1)) * grid.dx ** 2
-    inner = psi - overlap[:, None, None] * psi0
+    x, y = grid.mesh()
+    window = torch.as_tensor(1.0 / (1.0 + np.exp(-(np.hypot(x, y) - p.inner_radius) / 2.0)),
+                             device=device)
+    inner = (psi - overlap[:, None, None] * psi0) * window
     out = out + to_momentum(inner, grid)
     density = (out.abs() ** 2).cpu().numpy()
     dk = grid.dk

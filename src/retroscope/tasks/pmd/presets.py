@@ -42,6 +42,8 @@ class Preset:
     radial: bool = False
     beta_per_time: float = PAPER_BETA_PER_TIME
     dtau: float = 0.05
+    #: the bound region (bohr) left out of the final inner continuum (see maps.py)
+    inner_radius: float = 15.0
 
     def __post_init__(self) -> None:
         half_x, half_y = self.nx * self.dx / 2, self.ny * self.dx / 2
@@ -56,7 +58,8 @@ PRESETS = {
     "production": Preset("production", 512, 512, 0.4, 0.05, 70.0, 70.0, after_pulse=300.0),
     "fast": Preset("fast", 384, 256, 0.5, 0.05, 70.0, 40.0, after_pulse=150.0),
     "demo": Preset("demo", 192, 128, 0.5, 0.1, 30.0, 20.0, after_pulse=100.0, mask_every=5),
-    "smoke": Preset("smoke", 96, 64, 0.5, 0.1, 14.0, 9.0, after_pulse=40.0, mask_every=5),
+    "smoke": Preset("smoke", 96, 64, 0.5, 0.1, 14.0, 9.0, after_pulse=40.0, mask_every=5,
+                    inner_radius=6.0),
 }
 
 
