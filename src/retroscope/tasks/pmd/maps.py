@@ -75,8 +75,25 @@ def momentum_maps(r_bohr, intensity_w_cm2, cep_rad=0.0, alpha_deg=0.0,
                              for v in (intensity_w_cm2, cep_rad, alpha_deg))
     grid = Grid(p.nx, p.ny, p.dx)
     v = potentials(grid, r, alpha, molecule, device=device)
-    energies, psi0 = imaginary_time_ground_state(v, grid, dtau=p.dtau)
     pulses = [Pulse(float(i), float(c)) for i, c in zip(intensity, cep)]
+    density, energies = momentum_density(v, grid, pulses, p, precision)
+    dk = grid.dk
+    yields = density.sum(axis=(1, 2)) * dk[0] * dk[1]
+    pmd = np.stack([_resample(np.fft.fftshift(d), grid) for d in density]).astype(np.float32)
+    return {"pmd": pmd, "yield_": yields, "dp_dkx": pmd.sum(axis=2) * (KY_AU[1] - KY_AU[0]),
+            "ground_energy": energies}
+
+
+def momentum_density(v: torch.Tensor, grid: Grid, pulses: list, p: Preset,
+                     precision: str = "complex64") -> tuple[np.ndarray, np.ndarray]:
+    """The mask method on any potentials ``v`` (batch, nx, ny) and pulses (objects with
+    ``duration`` and ``vector_potential(t)``, one per potential): the photoelectron density
+    |f(k)|^2 (batch, nx, ny) float64 on the grid's FFT momenta (unshifted; its resolution is
+    2 pi / the box), and the ground-state energies (batch,) in hartree."""
+    n, device = v.shape[0], v.device
+    if len(pulses) != n:
+        raise ValueError(f"{len(pulses)} pulses for {n} potentials")
+    energies, psi0 = imaginary_time_ground_state(v, grid, dtau=p.dtau)
     t_end = max(pl.duration for pl in pulses) + p.after_pulse
     steps = int(round(t_end / p.dt))
     t_mid = (np.arange(steps) + 0.5) * p.dt
@@ -109,15 +126,10 @@ def momentum_maps(r_bohr, intensity_w_cm2, cep_rad=0.0, alpha_deg=0.0,
                              device=device)
     inner = (psi - overlap[:, None, None] * psi0) * window
     out = out + to_momentum(inner, grid)
-    density = (out.abs() ** 2).cpu().numpy()
-    dk = grid.dk
-    yields = density.sum(axis=(1, 2)) * dk[0] * dk[1]
-    pmd = np.stack([_resample(np.fft.fftshift(d), grid) for d in density]).astype(np.float32)
-    return {"pmd": pmd, "yield_": yields, "dp_dkx": pmd.sum(axis=2) * (KY_AU[1] - KY_AU[0]),
-            "ground_energy": energies.cpu().numpy()}
+    return (out.abs() ** 2).cpu().numpy(), energies.cpu().numpy()
 
 
-def _a(pulses: list[Pulse], t: float) -> np.ndarray:
+def _a(pulses: list, t: float) -> np.ndarray:
     return np.array([pl.vector_potential(t) for pl in pulses])
 
 

@@ -80,3 +80,33 @@ class Pulse:
         d_a = (-1) ** n * self.f0 / w * (d_env * np.sin(w * t + self.cep_rad)
                                          + env * w * np.cos(w * t + self.cep_rad))
         return np.where(inside, -d_a, 0.0)
+
+
+@dataclass(frozen=True)
+class FlatTopPulse:
+    """A nearly monochromatic pulse for checks of the ATI comb (not the paper's):
+    A(t) = (F0/omega) f(t) sin(omega t + phi), f rising as sin^2 over ``ramp_cycles``, flat
+    for ``flat_cycles``, falling as sin^2 over ``ramp_cycles``. Its photoelectrons come at
+    E_n = n omega - I_p - U_p."""
+
+    intensity_w_cm2: float
+    flat_cycles: int = 4
+    ramp_cycles: int = 1
+    cep_rad: float = 0.0
+    omega: float = OMEGA_800NM
+
+    @property
+    def f0(self) -> float:
+        return peak_field(self.intensity_w_cm2)
+
+    @property
+    def duration(self) -> float:
+        return (self.flat_cycles + 2 * self.ramp_cycles) * 2.0 * math.pi / self.omega
+
+    def vector_potential(self, t) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        ramp = self.ramp_cycles * 2.0 * math.pi / self.omega
+        rise = np.sin(0.5 * math.pi * np.clip(t / ramp, 0.0, 1.0)) ** 2
+        fall = np.sin(0.5 * math.pi * np.clip((self.duration - t) / ramp, 0.0, 1.0)) ** 2
+        a = self.f0 / self.omega * np.minimum(rise, fall) * np.sin(self.omega * t + self.cep_rad)
+        return np.where((t >= 0.0) & (t <= self.duration), a, 0.0)
