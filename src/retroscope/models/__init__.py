@@ -1,6 +1,7 @@
 """retroscope.models: network builders registered by name.
 
-``build_model(name, **cfg)`` builds any registered model; see
+``build_model(name, **cfg)`` builds any registered model (ResNets, the plain CNN and MLP of
+:mod:`retroscope.models.plain_cnn`); see
 :mod:`retroscope.models.registry` for the interface all models share (``embed``, ``forward``,
 ``out_dim``, ``feature_dim``, ``config``) and the output layout of each head. The detection
 models of :mod:`retroscope.models.maskrcnn` (``maskrcnn_resnet18_fpn``,
@@ -19,6 +20,7 @@ from retroscope.models.registry import (
     split_mean_logvar,
 )
 from retroscope.models.maskrcnn import build_maskrcnn  # also registers the Mask R-CNN models
+from retroscope.models.plain_cnn import MLP, PlainCNN  # registers plain_cnn and mlp
 from retroscope.models.resnet import (
     STEMS,
     ConfigurableResNet,
@@ -32,6 +34,8 @@ from retroscope.models.resnet import (
 __all__ = [
     "ACTIVATIONS",
     "HEADS",
+    "MLP",
+    "PlainCNN",
     "STEMS",
     "ConfigurableResNet",
     "build_maskrcnn",
