@@ -1,4 +1,4 @@
-"""The ``pmd`` task's physics (in progress): H2+ and HeH+ in a few-cycle 800-nm pulse, their
+"""The ``pmd`` task (in progress): H2+ and HeH+ in a few-cycle 800-nm pulse, their
 photoelectron momentum maps from the 2D TDSE, after Shvetsov-Shilovski & Lein, PRA 107,
 033106 (2023). Plain functions with explicit units, usable from a notebook:
 
@@ -6,7 +6,7 @@ photoelectron momentum maps from the 2D TDSE, after Shvetsov-Shilovski & Lein, P
   grid);
 - :func:`momentum_map` (bohr, W/cm^2, rad, degrees) -> (k_x, k_y in a.u., the map).
 
-The task class that plugs these into the pipeline comes with the rest of issue 18.
+:class:`.task.PmdTask` (registered as ``pmd``) plugs them into the pipeline.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import numpy as np
 
 from retroscope.tasks.pmd.maps import KX_AU, KY_AU, momentum_maps
 from retroscope.tasks.pmd.presets import get_preset
+from retroscope.tasks.pmd.task import PmdTask
 from retroscope.tasks.pmd.tdse import Grid, imaginary_time_ground_state, potentials
 
-__all__ = ["ground_state", "momentum_map"]
+TASK = PmdTask()
+
+__all__ = ["TASK", "PmdTask", "ground_state", "momentum_map"]
 
 
 def ground_state(r_bohr: float, alpha_deg: float = 0.0, molecule: str = "H2+",
