@@ -151,6 +151,11 @@ def train(
     limit_val: Annotated[Optional[int], typer.Option(help="validate on this many samples")] = None,
     view: Annotated[Optional[str], typer.Option(
         help="JSON of the task's reading settings, e.g. '{\"zoom\": true}'")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="start from this finished run's weights and input normalisation (transfer "
+             "learning; intervals are calibrated anew)")] = None,
+    freeze: Annotated[int, typer.Option(
+        help="with --init-from: keep the network's first K blocks as they were")] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
     precision: Annotated[str, typer.Option(
         help="32-true, or bf16-mixed (bfloat16 autocast: about 2x faster on CPUs with AMX or "
@@ -175,7 +180,9 @@ def train(
                            step_size=step_size, decay=decay, max_minutes=max_minutes,
                            augment=augment, num_workers=workers, limit_val=limit_val,
                            view=_json(view, "--view"), precision=precision, tracking=tracking,
-                           tracking_uri=tracking_uri, seed=seed)
+                           tracking_uri=tracking_uri, seed=seed,
+                           init_from=None if init_from is None else str(init_from),
+                           freeze=freeze)
         summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)
     except (RunError, DatasetError, ValueError) as exc:
         _fail(str(exc))

@@ -29,8 +29,9 @@ def run_demo(task, out: Path, overwrite: bool = False, console: Console | None =
     """Run the demo of ``task`` into ``out`` and return its report (also written as
     ``demo_report.json``)."""
     console = console or Console()
-    learner = learner_of(task)
     settings = task.demo_settings()
+    task = task.with_config(**settings.task_config)
+    learner = learner_of(task)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:

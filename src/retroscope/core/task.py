@@ -50,7 +50,9 @@ class DemoSettings:
     ``n_files`` test samples are written as files and predicted; the classical baseline runs
     on ``baseline_n`` test samples with ``baseline_kwargs`` (0: none). ``full_scale`` says
     in one sentence what the full-scale run of the README reaches, so that a demo's
-    figures are read as what a few minutes give, not as the method's accuracy."""
+    figures are read as what a few minutes give, not as the method's accuracy. ``task_config``:
+    settings the demo's task takes over the registered one's (``with_config``), e.g. a
+    cheaper numerical preset and a narrower parameter box."""
 
     n: int
     epochs: int
@@ -63,6 +65,7 @@ class DemoSettings:
     baseline_n: int = 0
     baseline_kwargs: dict = field(default_factory=dict)
     full_scale: str = ""
+    task_config: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,18 @@ def set_activation(module: nn.Module, activation: str) -> nn.Module:
             if isinstance(child, nn.ReLU):
                 setattr(parent, child_name, ACTIVATIONS[activation]())
     return module
+
+
+def freeze_blocks(model: nn.Module, k: int) -> list[nn.Module]:
+    """Stop training the first ``k`` of ``model.blocks`` (transfer learning, Shvetsov-Shilovski
+    & Lein 2023, Sec. IV): their parameters no longer get gradients. Returns those blocks;
+    the caller keeps them in eval mode, so that their batch-norm statistics stay as they
+    were learned."""
+    blocks = list(getattr(model, "blocks", []))
+    if not 0 <= k <= len(blocks):
+        raise ValueError(f"cannot freeze {k} blocks of a model with {len(blocks)} "
+                         f"(model.blocks)")
+    for block in blocks[:k]:
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
+    return blocks[:k]

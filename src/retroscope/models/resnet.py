@@ -119,6 +119,13 @@ class ConfigurableResNet(ResNet):
                 nn.init.constant_(m.bias, 0)
         set_activation(self, activation)
 
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """The network's stages in order, for transfer learning (freezing the first K): the
+        stem (convolution and batch norm), then the four residual stages."""
+        return [nn.ModuleList([self.conv1, self.bn1]), self.layer1, self.layer2, self.layer3,
+                self.layer4]
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features ``(B, feature_dim)`` of images ``(B, C, H, W)``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

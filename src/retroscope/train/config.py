@@ -45,6 +45,8 @@ class TrainConfig:
     precision: str = "32-true"  # Lightning precision; "bf16-mixed": autocast in bfloat16
     tracking: str = "csv"
     tracking_uri: str | None = None
+    init_from: str | None = None  # a finished run whose weights this one starts from
+    freeze: int = 0  # leading blocks of the network kept as init_from trained them
     limit_train: int | None = None
     limit_val: int | None = None
     task_config: dict = field(default_factory=dict)

@@ -33,6 +33,8 @@ def train(task, cfg: TrainConfig, out: Path, resume: bool = False, overwrite: bo
     out = Path(out)
     if cfg.precision not in PRECISIONS:
         raise RunError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    if cfg.freeze and not cfg.init_from:
+        raise RunError("--freeze keeps blocks as another run trained them: give --init-from")
     prepare_run_dir(out, resume, overwrite)
     if resume:
         cfg = TrainConfig(**json.loads((out / CONFIG).read_text()))

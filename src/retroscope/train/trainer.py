@@ -108,7 +108,8 @@ def _quiet_lightning() -> None:
     """Keep Lightning's chatter out of a run's output: its hardware notices and tips (INFO
     lines; the run records its device itself) and a deprecation warning Lightning raises from
     its own use of a torch API (``lightning/pytorch/utilities/_pytree.py``), which nothing
-    here can act on. Warnings of our own code still show."""
+    here can act on, and its notice of modules in eval mode, which frozen blocks are on
+    purpose. Warnings of our own code still show."""
     import logging
     import warnings
 
@@ -117,6 +118,9 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is "
                                               r"deprecated")
+    # transfer learning keeps frozen blocks in eval mode on purpose (their batch-norm
+    # statistics are what was transferred); Lightning warns about any such module
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 def make_trainer(cfg, out: Path, monitor: str, mode: str, steps_per_epoch: int,

@@ -40,6 +40,9 @@ class DetectionLearner(Learner):
     def fit(self, task, cfg, out, resume=False, progress=True, callbacks=None) -> dict:
         """Mask R-CNN from random weights with the recipe of :mod:`.module`, best epoch by the
         validation mean of box and mask mAP; then the per-object calibration."""
+        if cfg.init_from or cfg.freeze:
+            raise ValueError("the detection learner does not start from another run "
+                             "(--init-from, --freeze): train it from scratch")
         import torch
 
         from retroscope.data.shards import Manifest

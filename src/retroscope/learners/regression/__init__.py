@@ -41,9 +41,15 @@ class RegressionLearner(Learner):
         if cfg.precision.startswith("bf16"):
             # oneDNN's bfloat16 convolutions run fastest on NHWC tensors
             network = network.to(memory_format=torch.channels_last)
-        mean, std = input_statistics(train_set)
-        network.norm.mean.fill_(mean)
-        network.norm.std.fill_(std)
+        if cfg.init_from:
+            # transfer learning: the other run's weights and input normalisation, its first
+            # blocks frozen; intervals and OOD model are fitted anew on this data
+            transfer_weights(network, cfg.init_from)
+        else:
+            mean, std = input_statistics(train_set)
+            network.norm.mean.fill_(mean)
+            network.norm.std.fill_(std)
+        network.freeze(cfg.freeze)
         module = RegressionModule(network, align=task.targets.align, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, epochs=cfg.epochs,
                                   steps_per_epoch=len(train_loader))
@@ -123,6 +129,19 @@ class RegressionLearner(Learner):
         from retroscope.learners.regression.evaluation import demo_table
 
         return demo_table(task, rows, truth)
+
+
+def transfer_weights(network, run_dir) -> None:
+    """Load the weights of the finished run ``run_dir`` (normalisation included) into
+    ``network``; the two must have the same architecture and targets."""
+    from retroscope.runs import open_run
+
+    run = open_run(run_dir)
+    try:
+        network.load_state_dict(run.state_dict())
+    except RuntimeError as exc:
+        raise ValueError(f"--init-from {run_dir}: its network does not match this one "
+                         f"({str(exc).splitlines()[0]})") from exc
 
 
 LEARNER = RegressionLearner()

@@ -43,6 +43,22 @@ class Network(nn.Module):
         self.body = build_model(model_name, out_dim=out_dim, head="heteroscedastic",
                                 **model_kwargs)
         self.out_dim = out_dim
+        self.frozen: list[nn.Module] = []
+
+    def freeze(self, k: int) -> None:
+        """Freeze the body's first ``k`` blocks (``models.registry.freeze_blocks``)."""
+        from retroscope.models.registry import freeze_blocks
+
+        self.frozen = freeze_blocks(self.body, k)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``, but frozen blocks stay in eval mode: their batch-norm
+        statistics are part of what is transferred."""
+        super().train(mode)
+        for block in self.frozen:
+            block.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar, _ = self.forward_with_features(x)

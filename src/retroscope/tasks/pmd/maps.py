@@ -113,8 +113,11 @@ def momentum_density(v: torch.Tensor, grid: Grid, pulses: list, p: Preset,
     def absorb(psi: torch.Tensor, step: int, t: float) -> torch.Tensor:
         nonlocal out
         removed = to_momentum((1.0 - mask) * psi, grid).to(torch.complex128)
-        phase = 0.5 * k2 * (t_end - t) + kx * a_after_t[step][:, None, None]
-        out = out + removed * torch.exp(-1j * phase)
+        # the free phase is shared by the batch (nx, ny), the field's is one row per map
+        # (batch, nx, 1): two small exponentials instead of one per map and point
+        free = torch.exp(-0.5j * k2 * (t_end - t))
+        drift = torch.exp(-1j * kx * a_after_t[step][:, None, None])
+        out = out + removed * free * drift
         return mask * psi
 
     psi = prop.run(psi0, lambda t: _a(pulses, t), 0.0, steps * p.dt, every=absorb,

@@ -57,7 +57,9 @@ PRESETS = {
                     after_pulse=3 * 220.7, mask_every=1, radial=True),
     "production": Preset("production", 512, 512, 0.4, 0.05, 70.0, 70.0, after_pulse=300.0),
     "fast": Preset("fast", 384, 256, 0.5, 0.05, 70.0, 40.0, after_pulse=150.0),
-    "demo": Preset("demo", 192, 128, 0.5, 0.1, 30.0, 20.0, after_pulse=100.0, mask_every=5),
+    # the demo's: a box for intensities up to ~2e14 W/cm^2 (quiver radius ~23 bohr)
+    "demo": Preset("demo", 128, 96, 0.5, 0.1, 22.0, 16.0, after_pulse=60.0, mask_every=5,
+                   inner_radius=12.0),
     # for tests of the machinery only: too coarse for physics (a few hundredths of a second
     # per map)
     "smoke": Preset("smoke", 64, 48, 0.6, 0.15, 12.0, 8.0, after_pulse=30.0, mask_every=4,

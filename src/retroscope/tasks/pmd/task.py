@@ -16,7 +16,7 @@ import numpy as np
 
 from retroscope.core.params import ParameterSpace, Scalar
 from retroscope.core.targets import LinearTargets
-from retroscope.core.task import InputSpec, ModelSpec, Task
+from retroscope.core.task import DemoSettings, InputSpec, ModelSpec, Task
 from retroscope.tasks.pmd.maps import KX_AU, KY_AU, LOW_K_AU
 from retroscope.tasks.pmd.potentials import MOLECULES
 from retroscope.tasks.pmd.presets import PRESETS
@@ -172,6 +172,17 @@ class PmdTask(Task):
             a = np.clip(zoom(a, (MAP_SHAPE[0] / a.shape[0], MAP_SHAPE[1] / a.shape[1]),
                              order=3), 0.0, None)
         return a.astype(np.float32)
+
+    # -- demo -----------------------------------------------------------------------------
+    def demo_settings(self) -> DemoSettings:
+        """120 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training."""
+        return DemoSettings(n=120, shard_size=10, epochs=60, train_minutes=2.0,
+                            train={"batch_size": 16, "lr": 2e-3},
+                            task_config={"preset": "demo", "r_bohr": [1.0, 6.0],
+                                         "intensity_w_cm2": [1e14, 2e14]})
+
+    def demo_preprocess_settings(self) -> dict:
+        return {"scale": "unit"}
 
 
 def _outside_low_k() -> np.ndarray:
