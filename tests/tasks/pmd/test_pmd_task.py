@@ -90,3 +90,26 @@ def test_a_tiny_run_trains_and_answers_map_files(task, data, tmp_path):
     assert {"r_bohr", "r_bohr_low", "intensity_w_cm2", "ood"} <= set(rows[0])
     assert "transposed.npy" in failures[0][0] and "height/width" in failures[0][1]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"] == "plain_cnn"
+
+
+def test_direct_comparison_finds_a_training_map_itself_and_is_evaluated(task, data, tmp_path):
+    """DC+MSE answers a training map with its own parameters, and ``evaluate --baseline``
+    runs it against the network on the same test maps."""
+    from retroscope.data.dataset import ShardDataset
+    from retroscope.evaluate.report import evaluate
+    from retroscope.train.config import train_config
+    from retroscope.train.fit import train
+
+    train_set = ShardDataset(data, task, "train", in_memory=True)
+    maps = [train_set.observable(i) for i in range(len(train_set))]
+    dc = task.baseline().fit(maps, train_set.params)
+    found = dc.predict(maps[:5])
+    np.testing.assert_array_equal(found["r_bohr"], train_set.params["r_bohr"][:5])
+    train_set.close()
+    train(task, train_config(task, data, epochs=1, batch_size=8, seed=0), tmp_path / "run",
+          progress=False)
+    metrics = evaluate(tmp_path / "run", data, "test", baseline_n=6, progress=False)
+    base = metrics["baseline"]
+    assert base["n_maps"] == 6 and base["training_maps"] == len(maps)
+    assert 0 <= base["baseline_mae_r_bohr"] < 4.5 and "network_mae_r_bohr" in base
+    assert "r_abs_error_bohr" in metrics["task_metrics"]

@@ -110,10 +110,16 @@ def _training_simulations(run_dir: Path) -> int | None:
 
 def run_baseline(task, dataset, pred, n: int, plot_dir: Path, kwargs: dict,
                  progress: bool, network_sims: int | None = None) -> dict:
-    """Run the task's classical method on the first ``n`` samples and compare."""
+    """Run the task's classical method on the first ``n`` samples and compare. A method that
+    learns from the training split (``learns_from_training``: a direct comparison, an SVM)
+    is given that split first (``fit(observables, params)``)."""
     baseline = task.baseline(**kwargs)
     if baseline is None:
         return {"available": False}
+    if getattr(baseline, "learns_from_training", False):
+        train = ShardDataset(dataset.root, task, "train", in_memory=True)
+        baseline.fit([train.observable(i) for i in range(len(train))], train.params)
+        train.close()
     idx = np.arange(min(n, len(dataset)))
     observables = [dataset.observable(int(i)) for i in idx]
     truth = {k: v[idx] for k, v in dataset.params.items()}

@@ -173,6 +173,21 @@ class PmdTask(Task):
                              order=3), 0.0, None)
         return a.astype(np.float32)
 
+    # -- evaluation -----------------------------------------------------------------------
+    def baseline(self, **kwargs):
+        """Direct comparison with the training maps (DC+MSE, Sec. V)."""
+        from retroscope.tasks.pmd.baselines import DirectComparison
+
+        return DirectComparison(self, **kwargs)
+
+    def metrics(self, true, pred) -> dict[str, np.ndarray]:
+        """Absolute errors of R (bohr) and I (in 1e14 W/cm^2, the paper's MAE_I unit)."""
+        return {"r_abs_error_bohr": np.abs(np.asarray(pred["r_bohr"], dtype=np.float64)
+                                           - np.asarray(true["r_bohr"], dtype=np.float64)),
+                "intensity_abs_error_1e14_w_cm2": np.abs(
+                    np.asarray(pred["intensity_w_cm2"], dtype=np.float64)
+                    - np.asarray(true["intensity_w_cm2"], dtype=np.float64)) / 1e14}
+
     # -- demo -----------------------------------------------------------------------------
     def demo_settings(self) -> DemoSettings:
         """120 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training."""
