@@ -156,6 +156,13 @@ def report(metrics: dict) -> list:
         if ref:
             out.append(f"{name}, reference: " + "   ".join(f"{k} {v:.4g}"
                                                          for k, v in ref.items()))
+    base = metrics.get("baseline") or {}
+    figures = {k: v for k, v in base.items() if isinstance(v, float)
+               and k.startswith(("baseline_", "network_", "final_"))}
+    if figures:
+        n = base.get("n_maps", base.get("n_images", base.get("n_patterns", "?")))
+        out.append(f"classical method ({base.get('method', '?')}), the same {n} test samples: "
+                   + "   ".join(f"{k} {v:.4g}" for k, v in figures.items()))
     out.append(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%   "
                f"inference: {metrics['inference_ms_per_sample']:.2f} ms/sample")
     return out
