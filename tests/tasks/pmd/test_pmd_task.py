@@ -113,3 +113,16 @@ def test_direct_comparison_finds_a_training_map_itself_and_is_evaluated(task, da
     assert base["n_maps"] == 6 and base["training_maps"] == len(maps)
     assert 0 <= base["baseline_mae_r_bohr"] < 4.5 and "network_mae_r_bohr" in base
     assert "r_abs_error_bohr" in metrics["task_metrics"]
+
+
+def test_the_plain_functions_and_the_demo_task():
+    from retroscope.tasks.pmd import ground_state, momentum_map
+
+    energy, psi = ground_state(2.0, preset="smoke")
+    assert energy == pytest.approx(-1.11, abs=0.02) and psi.shape == (64, 48)
+    kx, ky, pmd = momentum_map(2.0, 2e14, preset="smoke")
+    assert kx.shape == (256,) and ky.shape == (128,) and pmd.shape == (256, 128)
+    demo = get_task("pmd").demo_settings()
+    task = get_task("pmd").with_config(**demo.task_config)
+    assert task.settings.preset == "demo" and task.settings.ranges.r_bohr == (1.0, 6.0)
+    assert demo.baseline_n > 0 and demo.train_minutes <= 2.0
