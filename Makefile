@@ -1,8 +1,8 @@
 # retroscope: the two commands of the README.
 #   make demo  - simulate, train briefly, evaluate, predict and report on the diffraction task
 #                into demo-output/diffraction/ (each task into its own folder; nothing else is deleted)
-#                (make demo TASK=crystal / TASK=clouds: the same on the Coulomb-crystal task
-#                or the atom-cloud detection task)
+#                (make demo TASK=crystal / TASK=clouds / TASK=pmd: the same on the Coulomb-crystal task,
+#                the atom-cloud detection task or the H2+ momentum-map task)
 #   make test  - the fast test suite (slow and GPU tests are excluded / skipped)
 PYTHON ?= python3
 VENV   := .venv
