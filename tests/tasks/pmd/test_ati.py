@@ -6,7 +6,6 @@ of two in U_p moves the comb by 0.3-0.4 omega at this intensity (U_p = 2.6 omega
 
 import numpy as np
 import pytest
-import torch
 from scipy.interpolate import interp1d
 
 from retroscope.tasks.pmd.maps import momentum_density
@@ -22,14 +21,11 @@ def spectrum():
     """Photoelectron density along the polarisation (k_y = 0) of H2+ at R = 8 bohr (I_p =
     0.668 hartree), a 4-cycle flat-top pulse, on a box 256 bohr long for a momentum
     resolution of 0.025 a.u."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     preset = Preset("ati-check", 512, 48, 0.5, 0.1, mask_x=100.0, mask_y=8.0,
                     after_pulse=150.0, mask_every=5, inner_radius=20.0)
     grid = Grid(preset.nx, preset.ny, preset.dx)
     density, energy = momentum_density(potentials(grid, 8.0), grid,
                                        [FlatTopPulse(INTENSITY)], preset, "complex64")
-    torch.set_num_threads(threads)
     kx, ky = np.fft.fftshift(grid.kx), np.fft.fftshift(grid.ky)
     line = np.fft.fftshift(density[0])[:, np.argmin(np.abs(ky))]
     return kx, line, -float(energy[0])

@@ -4,18 +4,9 @@ their absence for HeH+."""
 
 import numpy as np
 import pytest
-import torch
 
 from retroscope.tasks.pmd.maps import KX_AU, KY_AU, momentum_maps, to_momentum
 from retroscope.tasks.pmd.tdse import Grid, gaussian_packet
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_momentum_transform_keeps_the_norm():

@@ -19,14 +19,6 @@ from retroscope.tasks.pmd.tdse import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- the pulse, Eq. (1) ---------------------------------------------------------------------
 
 

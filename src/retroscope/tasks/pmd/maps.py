@@ -120,7 +120,7 @@ def momentum_density(v: torch.Tensor, grid: Grid, pulses: list, p: Preset,
         out = out + removed * free * drift
         return mask * psi
 
-    psi = prop.run(psi0, lambda t: _a(pulses, t), 0.0, steps * p.dt, every=absorb,
+    psi = prop.run(psi0, lambda t: a_mid, 0.0, steps * p.dt, every=absorb,
                    every_steps=p.mask_every)
     psi = psi.to(torch.complex128)
     overlap = (psi0.conj() * psi).sum(dim=(-2, -1)) * grid.dx ** 2
@@ -130,10 +130,6 @@ def momentum_density(v: torch.Tensor, grid: Grid, pulses: list, p: Preset,
     inner = (psi - overlap[:, None, None] * psi0) * window
     out = out + to_momentum(inner, grid)
     return (out.abs() ** 2).cpu().numpy(), energies.cpu().numpy()
-
-
-def _a(pulses: list, t: float) -> np.ndarray:
-    return np.array([pl.vector_potential(t) for pl in pulses])
 
 
 def _resample(density_shifted: np.ndarray, grid: Grid) -> np.ndarray:

@@ -141,21 +141,23 @@ class Propagator:
         phi = torch.fft.fft2(self.half_v * psi)
         return self.half_v * torch.fft.ifft2(self.kinetic * coupling * phi)
 
-    def run(self, psi: torch.Tensor, vector_potential: Callable[[float], np.ndarray],
+    def run(self, psi: torch.Tensor, vector_potential: Callable[[np.ndarray], np.ndarray],
             t0: float, t1: float,
             every: Callable[[torch.Tensor, int, float], torch.Tensor] | None = None,
             every_steps: int = 1) -> torch.Tensor:
-        """Propagate ``psi`` from ``t0`` to ``t1`` (a whole number of steps, the last one
-        shortened never: ``t1 - t0`` is rounded to steps of dt). ``vector_potential(t)``
-        gives A_x (batch,) at time t; ``every(psi, step, t)`` is called after every
+        """Propagate ``psi`` from ``t0`` to ``t1`` (``t1 - t0`` rounded to whole steps of dt).
+        ``vector_potential(t)`` gives A_x at an array of times t: shape (steps,) for one
+        pulse shared by the batch, or (steps, batch); it is evaluated once, at every step's
+        middle, before the loop. ``every(psi, step, t)`` is called after every
         ``every_steps`` steps and returns the (possibly changed) psi, e.g. to absorb."""
         n_steps = int(round((t1 - t0) / self.dt))
+        t_mid = t0 + (np.arange(n_steps) + 0.5) * self.dt
+        a = np.asarray(vector_potential(t_mid), dtype=np.float64).reshape(n_steps, -1)
+        a = torch.as_tensor(np.broadcast_to(a, (n_steps, psi.shape[0])).copy(),
+                            device=psi.device)
         psi = psi.to(self.dtype)
         for n in range(n_steps):
-            t_mid = t0 + (n + 0.5) * self.dt
-            a = torch.as_tensor(np.asarray(vector_potential(t_mid), dtype=np.float64),
-                                device=psi.device).reshape(-1)
-            psi = self.step(psi, a.expand(psi.shape[0]) if a.numel() == 1 else a)
+            psi = self.step(psi, a[n])
             if every is not None and (n + 1) % every_steps == 0:
                 psi = every(psi, n + 1, t0 + (n + 1) * self.dt)
         return psi
