@@ -99,6 +99,9 @@ def imaginary_time_ground_state(v: torch.Tensor, grid: Grid, dtau: float = 0.05,
     """Ground states of the potentials ``v`` (batch, nx, ny), float64: imaginary-time
     split-operator steps from a Gaussian at the origin, renormalised each step, until the
     energy changes by less than ``tol`` hartree between checks ``check_every`` steps apart.
+    Each member of the batch leaves the propagation when it has converged (the number of
+    steps is set by the gap to the next gerade state and grows with R), so a batch costs the
+    sum of its members, not its slowest member times the batch.
     Returns (energies (batch,), normalised psi (batch, nx, ny) complex128)."""
     v = v.to(torch.float64)
     x, y = (torch.as_tensor(c, dtype=torch.float64, device=v.device) for c in grid.mesh())
@@ -106,15 +109,20 @@ def imaginary_time_ground_state(v: torch.Tensor, grid: Grid, dtau: float = 0.05,
     half_v = torch.exp(-0.5 * dtau * v).to(torch.complex128)
     kin = torch.exp(-0.5 * dtau * torch.as_tensor(grid.k_squared(), dtype=torch.float64,
                                                   device=v.device)).to(torch.complex128)
-    last = None
+    energies = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
+    last = torch.full_like(energies, float("inf"))
+    active = torch.arange(v.shape[0], device=v.device)
     for step in range(1, max_steps + 1):
-        psi = half_v * torch.fft.ifft2(kin * torch.fft.fft2(half_v * psi))
-        psi = psi / norm(psi, grid).sqrt()[:, None, None]
+        a, hv = psi[active], half_v[active]
+        a = hv * torch.fft.ifft2(kin * torch.fft.fft2(hv * a))
+        psi[active] = a / norm(a, grid).sqrt()[:, None, None]
         if step % check_every == 0:
-            e = energy(psi, v, grid)
-            if last is not None and torch.max(torch.abs(e - last)) < tol:
-                return e, psi
-            last = e
+            e = energy(psi[active], v[active], grid)
+            done = torch.abs(e - last[active]) < tol
+            energies[active], last[active] = e, e
+            active = active[~done]
+            if active.numel() == 0:
+                return energies, psi
     raise RuntimeError(f"imaginary-time propagation did not converge to {tol} hartree in "
                        f"{max_steps} steps of {dtau}")
 
