@@ -215,6 +215,12 @@ class Task(ABC):
         ``{"batch_size": 4, "lr": 5e-3}``), over the learner's defaults. Empty by default."""
         return {}
 
+    def recipes(self) -> dict[str, dict]:
+        """Named training recipes (``train --recipe NAME``): ``TrainConfig`` fields that
+        reproduce e.g. a paper's optimiser, batch and schedule, applied over
+        ``training_defaults`` and under what the user sets. Empty by default."""
+        return {}
+
     def tuning_space(self) -> tuple | None:
         """The hyperparameters ``retroscope tune`` searches (``Hyperparameter`` objects of
         :mod:`retroscope.train.tune`), e.g. a paper's table; None: the learner's default."""

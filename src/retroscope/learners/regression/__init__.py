@@ -52,7 +52,9 @@ class RegressionLearner(Learner):
         network.freeze(cfg.freeze)
         module = RegressionModule(network, align=task.targets.align, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-                                  steps_per_epoch=len(train_loader))
+                                  steps_per_epoch=len(train_loader), optimizer=cfg.optimizer,
+                                  momentum=cfg.momentum, step_size=cfg.step_size,
+                                  decay=cfg.decay)
         trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", len(train_loader), callbacks,
                                      progress, early_stopping=True)
         summary = fit_best(trainer, ckpt, module, train_loader, val_loader, out, resume)

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from retroscope.train.schedules import TimedOneCycleLR, trainer_time_fraction
+from retroscope.train.schedules import TimedOneCycleLR, TimedStepLR, trainer_time_fraction
 from retroscope.train.uncertainty import gaussian_nll
 
 
@@ -85,7 +85,8 @@ class Network(nn.Module):
 class RegressionModule(L.LightningModule):
     def __init__(self, network: Network, align=None, lr: float = 2e-3,
                  weight_decay: float = 1e-4, epochs: int = 10,
-                 steps_per_epoch: int | None = None) -> None:
+                 steps_per_epoch: int | None = None, optimizer: str = "adamw",
+                 momentum: float = 0.9, step_size: int = 5, decay: float = 0.1) -> None:
         super().__init__()
         self.network = network
         self.align = align
@@ -114,9 +115,20 @@ class RegressionModule(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self):
+        """AdamW with a one-cycle schedule, or (``optimizer="sgd"``) SGD with momentum whose
+        rate is multiplied by ``decay`` every ``step_size`` epochs (MATLAB's sgdm recipe).
+        Both follow the clock of a time-limited run. Frozen parameters are left out."""
         hp = self.hparams
-        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        params = [p for p in self.parameters() if p.requires_grad]
         steps = hp.steps_per_epoch or self.trainer.estimated_stepping_batches // max(hp.epochs, 1)
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
+                                  weight_decay=hp.weight_decay)
+            sched = TimedStepLR(opt, step_size=max(int(hp.step_size), 1), gamma=hp.decay,
+                                steps_per_epoch=max(int(steps), 1), epochs=max(hp.epochs, 1),
+                                time_fraction=lambda: trainer_time_fraction(self._trainer))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         sched = TimedOneCycleLR(
             opt, max_lr=hp.lr, epochs=hp.epochs, steps_per_epoch=max(int(steps), 1),
             pct_start=0.15, time_fraction=lambda: trainer_time_fraction(self._trainer))

@@ -188,6 +188,14 @@ class PmdTask(Task):
                     np.asarray(pred["intensity_w_cm2"], dtype=np.float64)
                     - np.asarray(true["intensity_w_cm2"], dtype=np.float64)) / 1e14}
 
+    def recipes(self) -> dict[str, dict]:
+        """``paper``: Sec. II A's training (MATLAB's sgdm: SGD with momentum 0.9 and its
+        default L2 factor 1e-4, mini-batches of 30, rate 1e-3 divided by 10 after epoch 20,
+        30 epochs)."""
+        return {"paper": {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
+                          "batch_size": 30, "lr": 1e-3, "step_size": 20, "decay": 0.1,
+                          "epochs": 30}}
+
     # -- demo -----------------------------------------------------------------------------
     def demo_settings(self) -> DemoSettings:
         """120 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training, the
