@@ -256,8 +256,9 @@ class Task(ABC):
             except (ReadError, ValueError) as exc:
                 failures.append((str(path), str(exc)))
                 continue
-            problem = (self.accepts.problem([image.shape for _, image in file.frames])
-                       or self.accepts.scale_problem(file.bits, own))
+            accepts = self.accepts_for(own)
+            problem = (accepts.problem([image.shape for _, image in file.frames])
+                       or accepts.scale_problem(file.bits, own))
             if problem is not None:
                 failures.append((str(path), problem))
                 continue
@@ -267,6 +268,11 @@ class Task(ABC):
                 except ValueError as exc:
                     failures.append((label, str(exc)))
         return items, failures
+
+    def accepts_for(self, settings: dict | None) -> InputSpec:
+        """What a file read with ``settings`` must hold: ``accepts`` unless a setting changes
+        the geometry (e.g. one that states the file's axes or extent)."""
+        return self.accepts
 
     def frame_columns(self, context: dict) -> dict:
         """Columns every result row of one experimental input carries (``context`` from

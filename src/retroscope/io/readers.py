@@ -139,6 +139,23 @@ def read_file(path: str | os.PathLike, dataset: str | None = None) -> ImageFile:
                      settings, bits)
 
 
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """The whole array of an NPY file or of an HDF5 dataset (``file.h5::/path``), of any rank:
+    for inputs that are not images (curves, spectra). Errors are :class:`ReadError`."""
+    text = os.fspath(path)
+    text, _, inner = text.partition("::")
+    file = Path(text)
+    if not file.is_file():
+        raise ReadError(file, "no such file")
+    kind = EXTENSIONS.get(file.suffix.lower())
+    if kind == "npy" and not inner:
+        return _read_npy(file)
+    if kind == "hdf5":
+        return _read_hdf5(file, inner or None)[1]
+    raise ReadError(file, "an array is read from an NPY file or an HDF5 dataset "
+                          "(file.h5::/path)")
+
+
 def _bits(data: np.ndarray) -> int | None:
     """Bit depth of stored integers (1 for booleans), None for floats."""
     if data.dtype.kind == "b":

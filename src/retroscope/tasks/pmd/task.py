@@ -6,11 +6,18 @@ Stored per sample: the momentum map ``pmd`` (256 x 128 on k_x in [-4, 4), k_y in
 probability per a.u.^2; :mod:`.maps`), its ionisation ``yield_`` and dP/dk_x. The network sees
 Sec. II A's image: W = log10(PMD / max), floored at -5 decades and scaled to [0, 1]; the
 maximum leaves out |k| < 0.1 a.u., where slow electrons and bound-state tails pile up.
+
+How the stored map becomes the network's input is the task's view (:class:`PmdView`, recorded
+in a run, not in the data): the whole map on the fixed k window (default) or the paper's crop
+to the rectangle where W > -5, resampled bicubically to 256 x 128 (``crop="paper"``); the
+first quadrant only (``quadrant=True``, 128 x 64, Sec. VI's classifier); or the 1D
+distribution along the polarisation dP/dk_x (``input="dp_dkx"``, Sec. III, 256 points,
+scaled like the map).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +32,10 @@ from retroscope.tasks.pmd.presets import PRESETS
 FLOOR_DECADES = 5.0
 #: how a map file's values may be scaled (``preprocess``'s ``scale`` setting)
 SCALES = ("linear", "log10", "unit")
+#: which array axis of a map file runs along the polarisation, k_x
+AXES = ("rows", "columns")
+#: the settings a map file may be read with (``check_settings``)
+SETTINGS = ("scale", "background", "k_extent_au", "polarization_axis")
 #: the stored momentum grid's shape (k_x, k_y)
 MAP_SHAPE = (len(KX_AU), len(KY_AU))
 
@@ -40,6 +51,30 @@ class PmdRanges:
     intensity_w_cm2: tuple[float, float] = (1e14, 4e14)
     cep_rad: tuple[float, float] = (0.0, 0.0)
     alpha_deg: tuple[float, float] = (0.0, 0.0)
+
+
+#: what the network may read (PmdView.input) and how the map is framed (PmdView.crop)
+INPUTS = ("pmd", "dp_dkx")
+CROPS = ("fixed", "paper")
+
+
+@dataclass(frozen=True)
+class PmdView:
+    """How a stored map becomes the network's input (see the module docstring)."""
+
+    input: str = "pmd"
+    crop: str = "fixed"
+    quadrant: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {self.input!r}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+        if self.input == "dp_dkx" and (self.quadrant or self.crop != "fixed"):
+            raise ValueError("the 1D input dP/dk_x takes neither crop='paper' nor quadrant")
+        if self.quadrant and self.crop != "fixed":
+            raise ValueError("quadrant reads the fixed k window; it takes no crop='paper'")
 
 
 @dataclass(frozen=True)
@@ -65,16 +100,20 @@ class PmdTask(Task):
     paper = "Shvetsov-Shilovski & Lein, PRA 107, 033106 (2023)"
     infers = "internuclear distance (bohr) and peak intensity (W/cm^2) of a 2D H2+ model"
     observable = "pmd"
-    model = ModelSpec("plain_cnn", {"input_size": [256, 128], "width": 32, "n_blocks": 5,
-                                    "dropout": 0.2})
     #: a map with k_x (the polarisation) along the rows, about twice as long as it is wide
     accepts = InputSpec(min_px=32, aspect=(1.5, 2.5), scale_setting="scale",
                         scale_choices=SCALES)
     headline_columns = ("r_bohr", "intensity_w_cm2")
     input_label = "log10 of the map over its maximum, scaled to [0, 1]"
 
-    def __init__(self, settings: PmdSettings | None = None) -> None:
+    def __init__(self, settings: PmdSettings | None = None, view: PmdView | None = None) -> None:
         self.settings = settings or PmdSettings()
+        self.view = view or PmdView()
+        self.observable = self.view.input
+        size = ([len(KX_AU)] if self.view.input == "dp_dkx" else
+                [MAP_SHAPE[0] // 2, MAP_SHAPE[1] // 2] if self.view.quadrant else list(MAP_SHAPE))
+        self.model = ModelSpec("plain_cnn", {"input_size": size, "width": 32, "n_blocks": 5,
+                                             "dropout": 0.2, "dims": len(size)})
         r = self.settings.ranges
         self.space = ParameterSpace((
             Scalar("r_bohr", "bohr", *r.r_bohr, doc="internuclear distance"),
@@ -85,11 +124,13 @@ class PmdTask(Task):
         ))
         self.targets = LinearTargets(self.space, columns=("r_bohr", "intensity_w_cm2"))
         # the molecule's mirror plane (y -> -y) is a symmetry of the map only at alpha = 0
-        self.input_flips = ((-1,),) if r.alpha_deg == (0.0, 0.0) else ()
+        mirror = r.alpha_deg == (0.0, 0.0) and self.view.input == "pmd" \
+            and not self.view.quadrant
+        self.input_flips = ((-1,),) if mirror else ()
 
     # -- configuration --------------------------------------------------------------------
     def from_settings(self, settings: PmdSettings, view=None) -> PmdTask:
-        return PmdTask(settings)
+        return PmdTask(settings, view)
 
     # -- physics --------------------------------------------------------------------------
     def simulate(self, params, rng) -> dict[str, np.ndarray]:
@@ -114,64 +155,106 @@ class PmdTask(Task):
 
     def network_input(self, observable: np.ndarray) -> np.ndarray:
         """Sec. II A: W = log10(PMD / max over |k| >= 0.1 a.u.), floored at -5, scaled to
-        [0, 1] (one channel, 256 x 128)."""
-        pmd = np.asarray(observable, dtype=np.float64)
-        peak = float(pmd[_outside_low_k()].max()) if pmd.shape == MAP_SHAPE else pmd.max()
-        if not peak > 0:
-            return np.zeros((1, *pmd.shape), dtype=np.float32)
-        with np.errstate(divide="ignore"):
-            w = np.log10(np.clip(pmd / peak, 0.0, None))
-        x = np.clip(w / FLOOR_DECADES + 1.0, 0.0, 1.0)
-        return x[None].astype(np.float32)
+        [0, 1], one channel: on the fixed window (256 x 128), the paper's crop to W > -5
+        resampled bicubically to 256 x 128, or the first quadrant (128 x 64); for the 1D view
+        the same scaling of dP/dk_x (1 x 256)."""
+        a = np.asarray(observable, dtype=np.float64)
+        if self.view.input == "dp_dkx":
+            return _unit_log_image(a, float(a.max()))[None]
+        peak = float(a[_outside_low_k()].max()) if a.shape == MAP_SHAPE else a.max()
+        x = _unit_log_image(a, peak)
+        if self.view.crop == "paper":
+            x = _paper_crop(x)
+        elif self.view.quadrant:
+            x = x[x.shape[0] // 2:, x.shape[1] // 2:]
+        return x[None]
 
     # -- experimental files ---------------------------------------------------------------
     def check_settings(self, settings: dict, source: str = "settings") -> dict:
-        unknown = sorted(set(settings) - {"scale", "background"})
+        unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise ValueError(f"{source}: unknown pmd settings {unknown}; known: "
-                             f"['background', 'scale']")
+                             f"{sorted(SETTINGS)}")
         if "scale" in settings and settings["scale"] not in SCALES:
             raise ValueError(f"{source}: scale must be one of {SCALES}, got "
                              f"{settings['scale']!r}")
         background = settings.get("background", 0.0)
         if isinstance(background, bool) or not isinstance(background, (int, float)):
             raise ValueError(f"{source}: background must be a number, got {background!r}")
+        axis = settings.get("polarization_axis", "rows")
+        if axis not in AXES:
+            raise ValueError(f"{source}: polarization_axis must be one of {AXES}, got "
+                             f"{axis!r}")
+        if "k_extent_au" in settings:
+            _extent(settings["k_extent_au"], 1 if self.view.input == "dp_dkx" else 2, source)
         return settings
 
+    def accepts_for(self, settings: dict | None) -> InputSpec:
+        """A map whose k extent is stated may have any aspect; one with k_x along the
+        columns is about half as tall as it is wide."""
+        s = settings or {}
+        if "k_extent_au" in s:
+            return replace(self.accepts, aspect=(0.02, 50.0))
+        if s.get("polarization_axis") == "columns":
+            lo, hi = self.accepts.aspect
+            return replace(self.accepts, aspect=(1 / hi, 1 / lo))
+        return self.accepts
+
+    def read_experimental(self, paths, settings: dict | None = None):
+        """Maps as any task reads them; a 1D run (``input="dp_dkx"``) reads curves from NPY
+        or HDF5 (``file.h5::/path``) itself (the image readers take 2D frames only), and
+        integrates a 2D map over k_y."""
+        if self.view.input != "dp_dkx":
+            return super().read_experimental(paths, settings)
+        from retroscope.io.readers import ReadError, read_array
+
+        items, failures = [], []
+        for path in paths:
+            try:
+                own = self.check_settings(dict(settings or {}), source=str(path))
+                items.append((str(path), str(path), self.preprocess(read_array(path), own), {}))
+            except (ReadError, ValueError) as exc:
+                failures.append((str(path), str(exc)))
+        return items, failures
+
     def preprocess(self, image: np.ndarray, settings: dict | None = None) -> np.ndarray:
-        """A measured or computed map -> the stored form (256 x 128, linear probability).
+        """A measured or computed map -> the stored form (256 x 128, linear probability per
+        a.u.^2 on k_x in [-4, 4), k_y in [-2, 2) a.u.); for a 1D run, dP/dk_x (256 points).
 
-        Rows run along k_x (the polarisation), columns along k_y, covering the stored window
-        (k_x in [-4, 4), k_y in [-2, 2) a.u.); another size is resampled bicubically onto it.
-        ``scale``: "linear" (counts or probability, the default; ``background`` counts are
-        subtracted and negative values refused), "log10" (log10 of the map) or "unit" (the
-        network's [0, 1] image of Sec. II A, as retroscope writes PNG/CXI)."""
-        from scipy.ndimage import zoom
-
+        Rows run along k_x (the polarisation) unless ``polarization_axis = "columns"``.
+        ``k_extent_au`` = [[kx_min, kx_max], [ky_min, ky_max]] (1D: [kx_min, kx_max]) states
+        the momenta the file's first and last pixel edges stand for; the map is then
+        interpolated (linearly) onto the stored grid, zero outside what it covers. Without it
+        the file is taken to cover the stored window and another size is resampled
+        bicubically onto it. ``scale``: "linear" (counts or probability, the default;
+        ``background`` counts are subtracted and negative values refused), "log10" (log10 of
+        the map) or "unit" (the network's [0, 1] image of Sec. II A, as retroscope writes
+        PNG/CXI)."""
         s = self.check_settings(dict(settings or {}))
         a = np.asarray(image, dtype=np.float64)
-        if a.ndim != 2:
-            raise ValueError(f"expected a 2D momentum map, got shape {a.shape}")
+        one_d = self.view.input == "dp_dkx"
+        if a.ndim == 2 and s.get("polarization_axis", "rows") == "columns":
+            a = a.T
+        if a.ndim != 2 and not (one_d and a.ndim == 1):
+            raise ValueError(f"expected a {'1D curve or ' if one_d else ''}2D momentum map, "
+                             f"got shape {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError("the map contains NaN or infinite values")
         if np.ptp(a) == 0:
             raise ValueError("the map is constant")
-        scale = s.get("scale", "linear")
-        if scale == "linear":
-            a = a - float(s.get("background", 0.0))
-            if a.min() < -1e-12 * abs(a).max():
-                raise ValueError(f"negative values in a linear map (min {a.min():.3g}); "
-                                 f"set background or the right scale")
-            a = np.clip(a, 0.0, None)
-        elif scale == "log10":
-            a = 10.0 ** (a - a.max())
-        else:  # unit: (W + 5) / 5 with W = log10(PMD / max)
-            u = (a - a.min()) / np.ptp(a)
-            a = np.where(u > 0, 10.0 ** (FLOOR_DECADES * (u - 1.0)), 0.0)
-        if a.shape != MAP_SHAPE:
-            a = np.clip(zoom(a, (MAP_SHAPE[0] / a.shape[0], MAP_SHAPE[1] / a.shape[1]),
-                             order=3), 0.0, None)
-        return a.astype(np.float32)
+        a = _linear(a, s)
+        if one_d and a.ndim == 2:
+            extent = s.get("k_extent_au")
+            width = (extent[1][1] - extent[1][0]) / a.shape[1] if extent else KY_AU[1] - KY_AU[0]
+            a, s = a.sum(axis=1) * width, {**s, "k_extent_au": extent[0] if extent else None}
+        grid = (KX_AU,) if a.ndim == 1 else (KX_AU, KY_AU)
+        if s.get("k_extent_au") is not None:
+            a = _onto_grid(a, _extent(s["k_extent_au"], a.ndim, "settings"), grid)
+        elif a.shape != tuple(len(g) for g in grid):
+            from scipy.ndimage import zoom
+
+            a = zoom(a, [len(g) / n for g, n in zip(grid, a.shape)], order=3)
+        return np.clip(a, 0.0, None).astype(np.float32)
 
     # -- evaluation -----------------------------------------------------------------------
     def baseline(self, **kwargs):
@@ -207,6 +290,71 @@ class PmdTask(Task):
 
     def demo_preprocess_settings(self) -> dict:
         return {"scale": "unit"}
+
+
+def _linear(a: np.ndarray, s: dict) -> np.ndarray:
+    """A map in the file's ``scale`` -> linear values (see ``PmdTask.preprocess``)."""
+    scale = s.get("scale", "linear")
+    if scale == "linear":
+        a = a - float(s.get("background", 0.0))
+        if a.min() < -1e-12 * abs(a).max():
+            raise ValueError(f"negative values in a linear map (min {a.min():.3g}); set "
+                             f"background or the right scale")
+        return np.clip(a, 0.0, None)
+    if scale == "log10":
+        return 10.0 ** (a - a.max())
+    u = (a - a.min()) / np.ptp(a)  # unit: (W + 5) / 5 with W = log10(PMD / max)
+    return np.where(u > 0, 10.0 ** (FLOOR_DECADES * (u - 1.0)), 0.0)
+
+
+def _extent(value, dims: int, source: str) -> list[list[float]]:
+    """``k_extent_au`` checked: ``dims`` increasing [min, max] pairs (1D: one pair)."""
+    pairs = [value] if dims == 1 and len(np.shape(value)) == 1 else value
+    try:
+        pairs = [[float(lo), float(hi)] for lo, hi in pairs]
+    except (TypeError, ValueError):
+        pairs = None
+    if pairs is None or len(pairs) != dims or any(not hi > lo for lo, hi in pairs):
+        form = "[kx_min, kx_max]" if dims == 1 else "[[kx_min, kx_max], [ky_min, ky_max]]"
+        raise ValueError(f"{source}: k_extent_au must be {form} in a.u. with min < max, got "
+                         f"{value!r}")
+    return pairs
+
+
+def _onto_grid(a: np.ndarray, extent: list[list[float]], grid: tuple) -> np.ndarray:
+    """Linear interpolation of a map whose pixels tile ``extent`` onto the stored ``grid``
+    (pixel centres), zero outside."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    centres = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
+               for (lo, hi), n in zip(extent, a.shape)]
+    points = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1)
+    return RegularGridInterpolator(centres, a, bounds_error=False, fill_value=0.0)(points)
+
+
+def _unit_log_image(a: np.ndarray, peak: float) -> np.ndarray:
+    """(log10(a / peak) + 5) / 5, clipped to [0, 1], float32 (zeros when peak <= 0)."""
+    if not peak > 0:
+        return np.zeros(a.shape, dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        w = np.log10(np.clip(a / peak, 0.0, None))
+    return np.clip(w / FLOOR_DECADES + 1.0, 0.0, 1.0).astype(np.float32)
+
+
+def _paper_crop(x: np.ndarray) -> np.ndarray:
+    """Sec. II A: the smallest rectangle holding every W > -5 (x > 0), resampled bicubically
+    onto the map's own shape and rescaled to [0, 1]."""
+    from scipy.ndimage import map_coordinates
+
+    rows, cols = np.nonzero(x > 0)
+    if rows.size == 0:
+        return x
+    r0, r1, c0, c1 = rows.min(), rows.max(), cols.min(), cols.max()
+    rr = np.linspace(r0, r1, x.shape[0])
+    cc = np.linspace(c0, c1, x.shape[1])
+    out = map_coordinates(x, np.meshgrid(rr, cc, indexing="ij"), order=3, mode="nearest")
+    span = np.ptp(out)
+    return ((out - out.min()) / span if span > 0 else out).astype(np.float32)
 
 
 def _outside_low_k() -> np.ndarray:
