@@ -17,9 +17,17 @@ from torch.utils.data import Dataset
 from retroscope.core.params import Split
 from retroscope.core.registry import learner_of
 from retroscope.core.task import Task
-from retroscope.data.shards import DatasetError, Manifest
+from retroscope.data.shards import DatasetError, Manifest, read_split
 
 SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6)}
+
+
+def in_split(codes: np.ndarray, derived: np.ndarray, split: Split) -> np.ndarray:
+    """Which rows belong to ``split``: those whose hash code is the split's, except that a
+    derived row (not simulated directly, e.g. interpolated between simulated rows) is always
+    a training row, whatever its hash, so validation and test hold simulated rows only."""
+    chosen = np.isin(codes, SPLIT_CODES[split])
+    return chosen | derived if split == "train" else chosen & ~derived
 
 
 class ShardDataset(Dataset):
@@ -50,13 +58,12 @@ class ShardDataset(Dataset):
             done = self.manifest.rows_done
             raise DatasetError(f"{self.root}: incomplete ({done}/{self.manifest.n} rows); "
                                "re-run the same `retroscope simulate` command to finish it")
-        codes = SPLIT_CODES[split]
         index = []
         for info in self.manifest.shards:
             path = self.root / info.file
             try:
                 with h5py.File(path, "r") as f:
-                    rows = np.flatnonzero(np.isin(f["split"][()], codes))
+                    rows = np.flatnonzero(in_split(*read_split(f), split))
             except (OSError, KeyError) as exc:
                 raise DatasetError(f"{path}: unreadable shard ({exc})") from exc
             index += [(info.index, int(r)) for r in rows]

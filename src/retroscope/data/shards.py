@@ -13,6 +13,9 @@ Shard layout::
     /params/<name>   (rows,) or (rows, 4)   the physical parameters of each row
     /data/<key>      (rows, ...)            the simulated clean record (e.g. /data/image)
     /split           (rows,) int8           hash of the parameter row modulo 7 (0 val, 1 test)
+    /derived         (rows,) bool, optional rows not simulated directly (e.g. interpolated
+                                            between simulated ones): always training rows,
+                                            whatever their hash; absent means none
     attrs: index, rows, seed_entropy, seed_spawn_key, config_hash, code_version
 """
 
@@ -76,6 +79,7 @@ class Manifest:
     code_version: str = __version__
     format: int = FORMAT_VERSION
     parts: list[dict] = field(default_factory=list)  # a merged dataset's campaigns (merge.py)
+    derived: dict = field(default_factory=dict)  # what derived rows came from (derived.py)
 
     @property
     def identity(self) -> dict:
@@ -85,6 +89,8 @@ class Manifest:
                "seed": self.seed, "format": self.format}
         if self.parts:
             out["parts"] = self.parts
+        if self.derived:
+            out["derived"] = self.derived
         return out
 
     @property
@@ -112,7 +118,7 @@ class Manifest:
                        seed=int(d["seed"]), shards=[ShardInfo(**s) for s in d["shards"]],
                        code_version=d.get("code_version", "unknown"),
                        format=int(d.get("format", FORMAT_VERSION)),
-                       parts=list(d.get("parts", [])))
+                       parts=list(d.get("parts", [])), derived=dict(d.get("derived", {})))
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"manifest is missing or has a malformed field: {exc}") from exc
 
@@ -154,11 +160,15 @@ class Manifest:
 
 
 def write_shard(path: Path, params: dict[str, np.ndarray], data: dict[str, np.ndarray],
-                split_codes: np.ndarray, attrs: dict) -> None:
-    """Write one complete shard: temporary file first, then ``os.replace`` into ``path``."""
+                split_codes: np.ndarray, attrs: dict, derived: np.ndarray | None = None) -> None:
+    """Write one complete shard: temporary file first, then ``os.replace`` into ``path``.
+
+    ``derived`` (one bool per row) marks the rows that were not simulated directly; without
+    it the shard has no ``/derived`` and every row counts as simulated."""
     path = Path(path)
     rows = len(split_codes)
-    for key, arr in {**params, **data}.items():
+    extra = {} if derived is None else {"derived": derived}
+    for key, arr in {**params, **data, **extra}.items():
         if len(arr) != rows:
             raise DatasetError(f"{path.name}: field {key!r} has {len(arr)} rows, expected {rows}")
 
@@ -171,6 +181,8 @@ def write_shard(path: Path, params: dict[str, np.ndarray], data: dict[str, np.nd
                 chunks = (1,) + arr.shape[1:] if arr.ndim > 1 else None
                 f.create_dataset(f"data/{key}", data=arr, chunks=chunks)
             f.create_dataset("split", data=np.asarray(split_codes, dtype=np.int8))
+            if derived is not None:
+                f.create_dataset("derived", data=np.asarray(derived, dtype=bool))
             for key, value in attrs.items():
                 f.attrs[key] = value
             f.attrs["rows"] = rows
@@ -186,6 +198,14 @@ def shard_is_complete(path: Path, rows: int, config_hash_value: str) -> bool:
                     and "split" in f)
     except (OSError, KeyError):
         return False
+
+
+def read_split(f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
+    """(split codes, derived flags) of an open shard; a shard without ``/derived`` (every
+    shard written before derived rows existed) has none."""
+    codes = f["split"][()]
+    derived = f["derived"][()] if "derived" in f else np.zeros(len(codes), dtype=bool)
+    return codes, derived.astype(bool)
 
 
 def read_shard(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:

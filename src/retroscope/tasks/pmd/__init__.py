@@ -4,7 +4,9 @@ photoelectron momentum maps from the 2D TDSE, after Shvetsov-Shilovski & Lein, P
 
 - :func:`ground_state` (bohr, degrees) -> (energy in hartree, wave function on the preset's
   grid);
-- :func:`momentum_map` (bohr, W/cm^2, rad, degrees) -> (k_x, k_y in a.u., the map).
+- :func:`momentum_map` (bohr, W/cm^2, rad, degrees) -> (k_x, k_y in a.u., the map);
+- :mod:`.focal`: focal-volume averaging of maps (Eqs. 5-6), their interpolation in the (R, I0)
+  plane, and interpolated maps stored as derived (training-only) rows.
 
 :class:`.task.PmdTask` (registered as ``pmd``) plugs them into the pipeline.
 """
