@@ -75,3 +75,20 @@ def test_a_one_dimensional_run_reads_curves_and_integrates_maps(tmp_path):
     np.testing.assert_allclose(items[1][2], curve, rtol=1e-5)
     assert [f[0] for f in failures] == [str(tmp_path / "cube.npy")]
     assert "shape (2, 3, 4)" in failures[0][1]
+
+
+def test_focal_averaged_maps_are_the_weighted_mean_of_maps_up_to_the_peak():
+    from retroscope.tasks.pmd.focal import focal_average, focal_intensities
+
+    task = TASK.with_config(preset="smoke", focal_points=3)
+    params = {"r_bohr": np.array([2.0]), "intensity_w_cm2": np.array([2e14]),
+              "cep_rad": np.zeros(1), "alpha_deg": np.zeros(1)}
+    averaged = task.simulate(params, None)["pmd"][0]
+    levels = focal_intensities(2e14, 3)
+    plain = TASK.with_config(preset="smoke").simulate(
+        {**{k: np.repeat(v, 3) for k, v in params.items()}, "intensity_w_cm2": levels},
+        None)["pmd"]
+    np.testing.assert_allclose(averaged, focal_average(plain, levels, 2e14), rtol=1e-5)
+    assert not np.allclose(averaged / averaged.max(), plain[-1] / plain[-1].max(), atol=1e-3)
+    with pytest.raises(ValueError, match="focal_points"):
+        TASK.with_config(focal_points=1)

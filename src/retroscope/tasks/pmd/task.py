@@ -86,12 +86,18 @@ class PmdSettings:
     preset: str = "fast"
     ranges: PmdRanges = field(default_factory=PmdRanges)
     precision: str = "complex64"
+    #: 0: maps at the peak intensity; n >= 2: focal-volume averaged over n intensities up to
+    #: the peak (Eqs. 5-6, :mod:`.focal`; n times the cost)
+    focal_points: int = 0
 
     def __post_init__(self) -> None:
         if self.molecule not in MOLECULES:
             raise ValueError(f"molecule must be one of {MOLECULES}, got {self.molecule!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.focal_points == 1 or self.focal_points < 0:
+            raise ValueError(f"focal_points must be 0 (no averaging) or >= 2, got "
+                             f"{self.focal_points}")
 
 
 class PmdTask(Task):
@@ -136,22 +142,39 @@ class PmdTask(Task):
     def simulate(self, params, rng) -> dict[str, np.ndarray]:
         """Momentum maps of the rows of ``params`` by the mask method on the preset's grid,
         batched, one torch thread (small FFTs do not scale; campaigns use a process per
-        core). Deterministic: ``rng`` is unused."""
+        core); with ``focal_points`` each row's map is the focal-volume average of that many
+        maps up to its peak intensity. Deterministic: ``rng`` is unused."""
         import torch
 
+        from retroscope.tasks.pmd.focal import focal_average, focal_intensities, focal_weights
         from retroscope.tasks.pmd.maps import momentum_maps
 
         s = self.settings
+        peak = np.asarray(params["intensity_w_cm2"], dtype=np.float64)
+        k = max(s.focal_points, 1)
+        if s.focal_points:
+            intensity = np.concatenate([focal_intensities(p, k) for p in peak])
+        else:
+            intensity = peak
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            maps = momentum_maps(params["r_bohr"], params["intensity_w_cm2"],
-                                 params["cep_rad"], params["alpha_deg"], s.molecule, s.preset,
+            r, cep, alpha = (np.repeat(np.asarray(params[c]), k)
+                             for c in ("r_bohr", "cep_rad", "alpha_deg"))
+            maps = momentum_maps(r, intensity, cep, alpha, s.molecule, s.preset,
                                  precision=s.precision)
         finally:
             torch.set_num_threads(threads)
-        return {"pmd": maps["pmd"], "yield_": maps["yield_"].astype(np.float64),
-                "dp_dkx": maps["dp_dkx"].astype(np.float32)}
+        pmd, yields = maps["pmd"], maps["yield_"].astype(np.float64)
+        if s.focal_points:
+            groups = [slice(i * k, (i + 1) * k) for i in range(len(peak))]
+            pmd = np.stack([focal_average(pmd[g], intensity[g], p)
+                            for g, p in zip(groups, peak)]).astype(np.float32)
+            yields = np.array([np.dot(focal_weights(intensity[g], p), yields[g])
+                               / focal_weights(intensity[g], p).sum()
+                               for g, p in zip(groups, peak)])
+        dky = KY_AU[1] - KY_AU[0]
+        return {"pmd": pmd, "yield_": yields, "dp_dkx": (pmd.sum(axis=2) * dky).astype(np.float32)}
 
     def network_input(self, observable: np.ndarray) -> np.ndarray:
         """Sec. II A: W = log10(PMD / max over |k| >= 0.1 a.u.), floored at -5, scaled to
@@ -257,11 +280,16 @@ class PmdTask(Task):
         return np.clip(a, 0.0, None).astype(np.float32)
 
     # -- evaluation -----------------------------------------------------------------------
-    def baseline(self, **kwargs):
-        """Direct comparison with the training maps (DC+MSE, Sec. V)."""
-        from retroscope.tasks.pmd.baselines import DirectComparison
+    def baseline(self, method: str = "dc_mse", **kwargs):
+        """A classical alternative of Sec. V (``evaluate --baseline N``): direct comparison
+        with the training maps by MSE (``dc_mse``, the default) or by dense SIFT
+        (``dc_sift``), SVM or a decision tree on HOG features (``svm_hog``, ``dt_hog``),
+        SVM on dense SIFT (``svm_sift``)."""
+        from retroscope.tasks.pmd.baselines import ALTERNATIVES
 
-        return DirectComparison(self, **kwargs)
+        if method not in ALTERNATIVES:
+            raise ValueError(f"unknown pmd alternative {method!r}; known: {sorted(ALTERNATIVES)}")
+        return ALTERNATIVES[method](self, **kwargs)
 
     def metrics(self, true, pred) -> dict[str, np.ndarray]:
         """Absolute errors of R (bohr) and I (in 1e14 W/cm^2, the paper's MAE_I unit)."""

@@ -1,0 +1,220 @@
+"""The studies of Shvetsov-Shilovski & Lein (2023) on our data (``retroscope pmd study ...``).
+
+Each study trains and scores through the shared pipeline (``train``, ``evaluate``), writes
+``OUT/<study>.json`` and a figure, and puts the paper's numbers beside ours:
+
+- :func:`sample_size`: MAE_R against the number of training maps with the paper's fit
+  MAE(N) = a N^b + c (Sec. III, Fig. 2b) refitted on ours; on a CEP set this is the ``cep``
+  study (the paper's fit a = 7.241, b = -0.526, c = 0.075 is for random CEP).
+- :func:`one_d`: the 1D CNN and the 4-layer perceptron on dP/dk_x (Sec. III: 0.27 / 0.16).
+- :func:`alternatives`: the classical methods of Sec. V fitted on the training split and
+  scored on the test split beside the network, with their seconds per map.
+- :func:`transfer`: Table I: the base network on each new test set (MAE, share flagged OOD),
+  the network after transfer learning on that set's training split (``init_from`` +
+  ``freeze``), a new network trained on the same split alone, and the alternatives fitted on
+  the base set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from retroscope.io.atomic import write_json_atomic
+
+#: Sec. III and Table I of the paper, for the side-by-side columns
+PAPER = {
+    "base_mae_r": 0.07, "base_mae_i_1e14": 0.05, "base_train_maps": 2250,
+    "cep_mae_r": 0.18, "cep_fit": {"a": 7.241, "b": -0.526, "c": 0.075},
+    "one_d": {"plain_cnn": 0.27, "mlp": 0.16},
+    "alternatives_in_distribution": {"dc_mse": 0.06, "dc_sift": 0.054, "svm_hog": 0.13,
+                                     "dt_hog": 0.10, "svm_sift": 0.32},
+    "table_1": {
+        "columns": ["averaged", "r_8_12", "alpha_0_180", "cep_0_2pi", "heh"],
+        "cnn": [0.83, 3.05, 0.90, 0.89, 1.69], "cnn_tl": [0.15, 0.06, 0.17, 0.23, 0.08],
+        "dc_mse": [1.44, 5.10, 1.37, 1.38, 1.57], "dc_sift": [1.19, 3.57, 1.14, 0.71, 1.76],
+        "svm_hog": [1.03, 2.15, 0.99, 1.18, 1.54], "dt_hog": [2.09, 2.07, 1.54, 1.52, 2.31],
+        "tl_sets": [750, 600, 750, 750, 750], "frozen": [4, 3, 3, 3, 3],
+        "lr": [1e-2, 1e-3, 1e-3, 1e-2, 1e-2],
+        "new_cnn": [0.14, 0.11, 0.25, 0.31, 0.13]},
+}
+
+
+def _train(data: Path, out: Path, minutes: float, view: dict | None = None,
+            **overrides) -> Path:
+    """Train the pmd network (or ``model``) on ``data`` into ``out`` (resumed if there)."""
+    from retroscope.core.registry import get_task
+    from retroscope.train.config import train_config
+    from retroscope.train.fit import train
+
+    if (out / "train_summary.json").exists():
+        return out
+    task = get_task("pmd").with_config(**(view or {}))
+    cfg = train_config(task, data, max_minutes=minutes, view=view or {}, **overrides)
+    train(task, cfg, out, overwrite=True, progress=False)
+    return out
+
+
+def _score(run: Path, data: Path, split: str = "test") -> dict:
+    """MAE of R and I, interval coverage and OOD share of ``run`` on ``split`` of ``data``."""
+    from retroscope.evaluate.report import evaluate
+
+    m = evaluate(run, data, split, out=run / f"eval-{Path(data).name}", progress=False)
+    tm = m["task_metrics"]
+    return {"mae_r_bohr": tm["r_abs_error_bohr"]["mean"],
+            "mae_i_1e14_w_cm2": tm["intensity_abs_error_1e14_w_cm2"]["mean"],
+            "coverage_r": m["targets"]["r_bohr"]["coverage"],
+            "ood_fraction": m["ood_fraction"], "n_test": m["n"],
+            "ms_per_map": m["inference_ms_per_sample"]}
+
+
+def _split(data: Path, split: str, view: dict | None = None):
+    from retroscope.core.registry import get_task
+    from retroscope.data.dataset import ShardDataset
+
+    task = get_task("pmd").with_config(**(view or {}))
+    ds = ShardDataset(data, task, split, in_memory=True)
+    maps = [ds.observable(i) for i in range(len(ds))]
+    params = {k: np.asarray(v) for k, v in ds.params.items()}
+    ds.close()
+    return task, maps, params
+
+
+def mae_fit(n, mae) -> dict:
+    """Least-squares MAE(N) = a N^b + c (Sec. III) with a, c >= 0, b < 0; needs 3 points."""
+    from scipy.optimize import curve_fit
+
+    n, mae = np.asarray(n, float), np.asarray(mae, float)
+    popt, _ = curve_fit(lambda x, a, b, c: a * x ** b + c, n, mae,
+                        p0=(mae[0] * n[0] ** 0.5, -0.5, 0.5 * mae.min()),
+                        bounds=([0, -3, 0], [np.inf, 0, np.inf]), maxfev=20000)
+    a, b, c = (float(v) for v in popt)
+    out = {"a": a, "b": b, "c": c}
+    target = 0.1
+    out["n_for_mae_0.1"] = float(((target - c) / a) ** (1 / b)) if c < target else None
+    return out
+
+
+def sample_size(data: Path, out: Path, sizes: list[int], minutes: float,
+                recipe: str | None = None, name: str = "sample-size") -> dict:
+    """MAE_R on the test split of ``data`` after training on the first N training maps."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in sizes:
+        run = _train(data, out / f"n{n}", minutes, limit_train=n, recipe=recipe)
+        rows.append({"n_train": n, **_score(run, data)})
+    result = {"study": name, "data": str(data), "minutes_per_run": minutes, "recipe": recipe,
+              "rows": rows, "paper": {"base_mae_r": PAPER["base_mae_r"],
+                                      "base_train_maps": PAPER["base_train_maps"],
+                                      "cep_mae_r": PAPER["cep_mae_r"],
+                                      "cep_fit": PAPER["cep_fit"]}}
+    if len(rows) >= 3:
+        result["fit"] = mae_fit([r["n_train"] for r in rows], [r["mae_r_bohr"] for r in rows])
+    _learning_curve(result, out / f"{name}.png")
+    write_json_atomic(out / f"{name}.json", result)
+    return result
+
+
+def one_d(data: Path, out: Path, minutes: float) -> dict:
+    """The 1D CNN (plain_cnn on 256 points) and the perceptron (three hidden layers of 512)
+    on dP/dk_x, beside the 2D network trained as long."""
+    out.mkdir(parents=True, exist_ok=True)
+    view = {"input": "dp_dkx"}
+    runs = {"plain_cnn_2d": _train(data, out / "cnn2d", minutes),
+            "plain_cnn_1d": _train(data, out / "cnn1d", minutes, view=view),
+            "mlp_1d": _train(data, out / "mlp1d", minutes, view=view, model="mlp",
+                             model_kwargs={"input_size": [256], "width": 512, "depth": 3})}
+    result = {"study": "one-d", "data": str(data), "minutes_per_run": minutes,
+              "rows": {k: _score(v, data) for k, v in runs.items()},
+              "paper": {"plain_cnn_1d": PAPER["one_d"]["plain_cnn"],
+                        "mlp_1d": PAPER["one_d"]["mlp"], "plain_cnn_2d": PAPER["base_mae_r"]}}
+    write_json_atomic(out / "one-d.json", result)
+    return result
+
+
+def score_alternatives(train_data: Path, test_data: Path, methods: list[str],
+                       max_test: int | None = None) -> dict:
+    """MAE_R, MAE_I and seconds per map of each alternative fitted on the training split of
+    ``train_data`` and scored on the test split of ``test_data``."""
+    task, train_maps, train_params = _split(train_data, "train")
+    _, test_maps, test_params = _split(test_data, "test")
+    if max_test is not None:
+        test_maps = test_maps[:max_test]
+        test_params = {k: v[:max_test] for k, v in test_params.items()}
+    rows = {}
+    for method in methods:
+        alt = task.baseline(method=method)
+        t0 = time.perf_counter()
+        alt.fit(train_maps, train_params)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        guess = alt.predict(test_maps)
+        per_map = (time.perf_counter() - t0) / max(len(test_maps), 1)
+        errors = task.metrics(test_params, guess)
+        rows[method] = {"mae_r_bohr": float(errors["r_abs_error_bohr"].mean()),
+                        "mae_i_1e14_w_cm2": float(errors["intensity_abs_error_1e14_w_cm2"].mean()),
+                        "fit_s": fit_s, "ms_per_map": 1e3 * per_map,
+                        "n_train": len(train_maps), "n_test": len(test_maps)}
+    return rows
+
+
+def alternatives(data: Path, out: Path, run: Path | None, methods: list[str],
+                 max_test: int | None = None) -> dict:
+    """Sec. V in distribution: every alternative on the same splits as the network."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = score_alternatives(data, data, methods, max_test)
+    if run is not None:
+        rows["network"] = _score(Path(run), data)
+    result = {"study": "alternatives", "data": str(data), "rows": rows,
+              "paper": PAPER["alternatives_in_distribution"]}
+    write_json_atomic(out / "alternatives.json", result)
+    return result
+
+
+def transfer(base_data: Path, base_run: Path, sets: dict[str, Path], out: Path,
+             minutes: float, frozen: int = 3, lr: float = 1e-3,
+             methods: tuple[str, ...] = ("dc_mse", "dc_sift", "svm_hog", "dt_hog")) -> dict:
+    """Table I: for each named set, the base network, the network after transfer learning on
+    the set's training split, a new network on that split alone, and the alternatives fitted
+    on the base set, all scored on the set's test split."""
+    out.mkdir(parents=True, exist_ok=True)
+    columns = {}
+    for name, data in sets.items():
+        col = {"cnn": _score(Path(base_run), data)}
+        tl = _train(data, out / name / "tl", minutes, init_from=str(base_run), freeze=frozen,
+                    lr=lr)
+        col["cnn_tl"] = _score(tl, data)
+        col["new_cnn"] = _score(_train(data, out / name / "new", minutes, lr=lr), data)
+        col.update(score_alternatives(base_data, data, list(methods)))
+        columns[name] = col
+    result = {"study": "transfer", "base_data": str(base_data), "base_run": str(base_run),
+              "frozen_blocks": frozen, "lr": lr, "minutes_per_run": minutes,
+              "columns": columns, "paper": PAPER["table_1"]}
+    write_json_atomic(out / "transfer.json", result)
+    return result
+
+
+def _learning_curve(result: dict, path: Path) -> None:
+    """MAE_R against training maps, ours and the fits."""
+    from retroscope.plots import figure, save
+
+    n = np.array([r["n_train"] for r in result["rows"]], float)
+    mae = np.array([r["mae_r_bohr"] for r in result["rows"]], float)
+    fig, ax = figure()
+    ax.plot(n, mae, "o", label="retroscope")
+    grid = np.geomspace(max(n.min(), 10), max(n.max(), 3000), 100)
+    if "fit" in result:
+        f = result["fit"]
+        ax.plot(grid, f["a"] * grid ** f["b"] + f["c"], "-", label="fit a N^b + c (ours)")
+    p = PAPER["cep_fit"]
+    ax.plot(grid, p["a"] * grid ** p["b"] + p["c"], "--", label="paper's fit (random CEP)")
+    ax.plot([PAPER["base_train_maps"]], [PAPER["base_mae_r"]], "s",
+            label="paper, CEP 0 (2,250 maps)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training maps")
+    ax.set_ylabel("MAE of R on the test split (bohr)")
+    ax.legend()
+    save(fig, path)
