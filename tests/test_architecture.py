@@ -9,7 +9,7 @@ Rules
 1. **Layers.** Imports run one way, from higher layers down to lower ones::
 
        io  <-  core  <-  data, compute, models, plots, runs  <-  train  <-  learners
-           <-  infer  <-  evaluate  <-  cli, demo
+           <-  infer, explain  <-  evaluate  <-  cli, demo
 
    A module may import its own layer and any lower layer, never a higher one. This holds for
    every import, also for those inside functions or ``if TYPE_CHECKING:`` blocks and for
@@ -55,7 +55,7 @@ LAYERS = (
     ("data", "compute", "models", "plots", "runs"),
     ("train",),     # training machinery shared by learners
     ("learners",),  # one package per learner: regression, detection, ...
-    ("infer",),
+    ("infer", "explain"),  # explain: attribution maps of a run, beside its predictions
     ("evaluate",),
     ("cli", "demo"),
 )

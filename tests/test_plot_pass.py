@@ -95,6 +95,33 @@ def _tuning(tmp, rng):
     slices_plot(trials, space, trials[0].params, tmp / "slices.png", n=8)
 
 
+def _explain(tmp, rng):
+    from retroscope.explain.figure import attribution_plot
+
+    attribution_plot(rng.random((1, 64, 32)), rng.normal(size=(64, 32)), tmp / "map.png",
+                     title="spot.npy: occlusion attribution to x0_px",
+                     attribution_label="x0_px attribution (encoded output)")
+    attribution_plot(rng.random((2, 32, 96)), np.zeros((32, 96)), tmp / "flat.png")
+
+
+def _classification(tmp, rng):
+    from retroscope.learners.classification.evaluation import confusion_plot
+
+    matrix = rng.integers(0, 30, (7, 7)) + np.diag(rng.integers(50, 100, 7))
+    confusion_plot(matrix, np.arange(1.0, 9.0), "r_bohr", "bohr", tmp / "confusion.png",
+                   title="test split, n = 900")
+    confusion_plot(matrix[:3, :3], np.array([0.25, 0.5, 0.75, 1.0]), "fraction", "1",
+                   tmp / "confusion_dimensionless.png")
+
+
+def _pmd_studies(tmp, rng):
+    from retroscope.tasks.pmd.studies import _learning_curve
+
+    rows = [{"n_train": n, "mae_r_bohr": 3 * n ** -0.5 + 0.1} for n in (100, 300, 900)]
+    _learning_curve({"rows": rows, "fit": {"a": 3.0, "b": -0.5, "c": 0.1}}, tmp / "lc.png")
+    _learning_curve({"rows": rows[:1]}, tmp / "one.png")
+
+
 DRAWERS = {
     # what each drawer renders: the names of the functions that write a plot
     _diffraction: {"plots", "error_histograms"},
@@ -102,6 +129,9 @@ DRAWERS = {
     _shared: {"predicted_vs_true", "error_histograms", "accuracy_vs_compute", "image_grid"},
     _clouds: {"rmse_bar_plot", "example_plot"},
     _tuning: {"best_so_far_plot", "slices_plot"},
+    _explain: {"attribution_plot"},
+    _classification: {"confusion_plot"},
+    _pmd_studies: {"_learning_curve"},
 }
 
 

@@ -296,6 +296,39 @@ def predict(
 
 
 @app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="run directory (a regression on images)")],
+    files: Annotated[list[Path], typer.Argument(help="PNG, TIFF, NPY, HDF5 or CXI files")],
+    method: Annotated[str, typer.Option(help="occlusion, gradcam or lime")] = "occlusion",
+    target: Annotated[Optional[str], typer.Option(
+        help="target column explained (default: the run's first)")] = None,
+    out: Annotated[Path, typer.Option(
+        help="folder for FILE_METHOD.npy and FILE_METHOD.png")] = Path("explanations"),
+    settings: Annotated[Optional[Path], typer.Option(
+        help="TOML/JSON preprocessing settings")] = None,
+) -> None:
+    """Show which pixels a regression run's answer rests on: per input, an attribution map of
+    one target column over the network's input (captum's occlusion, Grad-CAM on the last
+    convolution, or LIME on superpixels), written as NPY and as a PNG beside the input."""
+    from retroscope.evaluate.console import print_failures
+    from retroscope.explain import METHODS, explain_files
+    from retroscope.runs import RunError
+
+    if method not in METHODS:
+        _fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    try:
+        written, failures = explain_files(run, files, method=method, out=out, target=target,
+                                          settings=settings)
+    except (RunError, ValueError) as exc:
+        _fail(str(exc))
+    for npy, png in written:
+        console.print(f"{npy}  {png.name}")
+    print_failures(err, failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
 def tune(
     task: Annotated[str, typer.Argument(help="task name")],
     data: Annotated[Path, typer.Option("--data", help="dataset directory")],

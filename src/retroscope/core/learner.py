@@ -19,8 +19,8 @@ evaluation         ``evaluate`` (metrics.json and plots), ``report`` (how the me
 
 Learners are registered by name through the entry-point group ``retroscope.learners``
 (:mod:`retroscope.core.registry`); a task declares ``learner = "regression"`` or holds a
-Learner object. retroscope ships ``regression`` and ``detection``
-(:mod:`retroscope.learners`); a classifier or a generative model is one more package.
+Learner object. retroscope ships ``regression``, ``detection`` and ``classification``
+(:mod:`retroscope.learners`); a generative model is one more package.
 """
 
 from __future__ import annotations

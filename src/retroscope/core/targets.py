@@ -5,7 +5,8 @@ parameter record (physical units) onto those numbers (``encode``), back (``decod
 how an interval in the network's scale becomes a physical one (``scale``, ``bounds``).
 :class:`LinearTargets` maps each scalar parameter from its bounds onto [0, 1], linearly or through
 the logarithm; a task with symmetric targets (orientations under a point group) writes its own
-and overrides ``align``.
+and overrides ``align``. :class:`BinnedTargets` are the classes of a classifier: the bins of
+one scalar parameter.
 """
 
 from __future__ import annotations
@@ -133,3 +134,84 @@ class LinearTargets(Targets):
         low = self._physical((np.asarray(raw_mean) - half_encoded) * self._span + self._low)
         high = self._physical((np.asarray(raw_mean) + half_encoded) * self._span + self._low)
         return low, high
+
+
+class BinnedTargets(Targets):
+    """Classes that are bins of one scalar parameter ``column`` of ``space``: with ``edges``
+    e_0 < e_1 < ... < e_n, class k holds e_k <= value < e_(k+1), the last one closed at the top
+    (e_(n-1) <= value <= e_n). A value outside [e_0, e_n] has no class and is refused.
+
+    ``encode`` gives each row's class index (int64, shape (n,)); ``decode`` gives the centre
+    of the most probable class; the network has one output (a logit) per class, so ``dim`` is
+    the number of classes; ``columns`` and ``units`` name the one parameter.
+    """
+
+    def __init__(self, space: ParameterSpace, column: str, edges) -> None:
+        if column not in space.names or not hasattr(space[column], "low"):
+            raise ValueError(f"binned targets need a scalar parameter of the space "
+                             f"{list(space.names)}, got {column!r}")
+        edges = np.asarray(edges, dtype=np.float64)
+        if edges.ndim != 1 or len(edges) < 3 or not np.all(np.isfinite(edges)) \
+                or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"{column}: edges must be at least 3 finite, increasing values "
+                             f"(2 classes or more), got {edges.tolist()}")
+        self.space = space
+        self.column = column
+        self.edges = edges
+        self.columns = (column,)
+        self.units = (space[column].unit,)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.edges) - 1
+
+    @property
+    def dim(self) -> int:
+        return self.n_classes
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Each class as a reader writes it, e.g. ``"1 <= r < 2 (bohr)"``."""
+        unit = f" ({self.units[0]})" if self.units[0] not in ("", "1") else ""
+        last = self.n_classes - 1
+        return tuple(f"{lo:g} <= {self.column} {'<=' if k == last else '<'} {hi:g}{unit}"
+                     for k, (lo, hi) in enumerate(zip(self.edges[:-1], self.edges[1:])))
+
+    def centres(self) -> np.ndarray:
+        """(n_classes,) the middle of each class, in the column's unit."""
+        return 0.5 * (self.edges[:-1] + self.edges[1:])
+
+    def scale(self) -> np.ndarray:
+        """(n_classes,) the width of each class, in the column's unit."""
+        return np.diff(self.edges)
+
+    def encode(self, record: Record) -> np.ndarray:
+        """(n,) int64 class index of every row; a value outside the edges is a ValueError."""
+        v = np.asarray(record[self.column], dtype=np.float64).reshape(-1)
+        bad = ~((v >= self.edges[0]) & (v <= self.edges[-1]))
+        if np.any(bad):
+            raise ValueError(f"{self.column}: {int(bad.sum())} value(s) outside the classes' "
+                             f"range [{self.edges[0]:g}, {self.edges[-1]:g}] {self.units[0]}, "
+                             f"e.g. {v[bad][0]:g}")
+        index = np.searchsorted(self.edges, v, side="right") - 1
+        return np.minimum(index, self.n_classes - 1).astype(np.int64)
+
+    def decode(self, y: np.ndarray) -> Record:
+        """The centre of each row's class: ``y`` holds class indices (n,) or class scores
+        (n, n_classes) (logits or probabilities, the largest taken)."""
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == self.n_classes:
+            index = np.argmax(y, axis=1)
+        elif y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+            index = y
+        else:
+            raise ValueError(f"decode takes (n,) class indices or (n, {self.n_classes}) class "
+                             f"scores, got {y.dtype} {y.shape}")
+        return {self.column: self.centres()[index]}
+
+    def columns_physical(self, record: Record) -> np.ndarray:
+        return np.asarray(record[self.column], dtype=np.float64).reshape(-1, 1)
+
+    def limits(self) -> np.ndarray:
+        """(1, 2): the range the classes cover."""
+        return np.array([[self.edges[0], self.edges[-1]]])

@@ -17,8 +17,9 @@ from retroscope.core.registry import learner_of
 
 #: Lightning precisions a run may ask for (bfloat16 needs no loss scaling)
 PRECISIONS = ("32-true", "bf16-mixed")
-#: optimisers a regression may ask for: AdamW with a one-cycle schedule (the default), or SGD
-#: with momentum and a step schedule (``lr`` times ``decay`` every ``step_size`` epochs)
+#: optimisers a regression or a classifier may ask for: AdamW with a one-cycle schedule (the
+#: default), or SGD with momentum and a step schedule (``lr`` times ``decay`` every
+#: ``step_size`` epochs)
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -35,7 +36,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    optimizer: str = "adamw"  # regression: adamw (one-cycle) or sgd (step schedule)
+    optimizer: str = "adamw"  # adamw (one-cycle) or sgd (step schedule)
     momentum: float = 0.9  # SGD (step-schedule recipes)
     step_size: int = 5  # epochs between learning-rate decays (step-schedule recipes)
     decay: float = 0.1  # factor of each decay (step-schedule recipes)

@@ -6,7 +6,8 @@ were simulated with, applies the reading settings asked for (``view``), and reco
 resolved configuration in ``config.json``. Then the task's learner trains, calibrates and
 writes the rest of the run directory (:mod:`retroscope.runs` describes it): for a regression
 AdamW with a one-cycle schedule and conformal intervals, for a detector SGD with a step
-schedule and calibrated per-object intervals.
+schedule and calibrated per-object intervals, for a classifier a temperature and conformal
+sets of classes.
 """
 
 from __future__ import annotations

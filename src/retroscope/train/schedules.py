@@ -116,3 +116,31 @@ class TimedStepLR(_Clocked, torch.optim.lr_scheduler.LRScheduler):
             warm = self.warmup_start + (1.0 - self.warmup_start) * self.last_epoch \
                 / self.warmup_steps
         return [base * self.gamma ** decays * warm for base in self.base_lrs]
+
+
+def optimizer_recipe(module) -> dict:
+    """The optimiser and schedule of a LightningModule whose hyperparameters hold ``lr``,
+    ``weight_decay``, ``epochs``, ``steps_per_epoch``, ``optimizer``, ``momentum``,
+    ``step_size`` and ``decay``: AdamW with a one-cycle schedule, or (``optimizer="sgd"``)
+    SGD with momentum whose rate is multiplied by ``decay`` every ``step_size`` epochs
+    (MATLAB's sgdm recipe). Both follow the clock of a time-limited run. Frozen parameters
+    are left out."""
+    hp = module.hparams
+    params = [p for p in module.parameters() if p.requires_grad]
+    steps = hp.steps_per_epoch or module.trainer.estimated_stepping_batches // max(hp.epochs, 1)
+
+    def clock():
+        return trainer_time_fraction(module._trainer)
+
+    if hp.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum,
+                              weight_decay=hp.weight_decay)
+        sched = TimedStepLR(opt, step_size=max(int(hp.step_size), 1), gamma=hp.decay,
+                            steps_per_epoch=max(int(steps), 1), epochs=max(hp.epochs, 1),
+                            time_fraction=clock)
+    else:
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        sched = TimedOneCycleLR(opt, max_lr=hp.lr, epochs=hp.epochs,
+                                steps_per_epoch=max(int(steps), 1), pct_start=0.15,
+                                time_fraction=clock)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

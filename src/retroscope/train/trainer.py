@@ -75,6 +75,18 @@ def input_statistics(dataset: ShardDataset, n: int = 512) -> tuple[float, float]
     return float(xs.mean()), float(xs.std() + 1e-6)
 
 
+def clean_rows(dataset: ShardDataset, n: int = 4000):
+    """At most ``n`` evenly spaced rows of ``dataset`` without its online imperfections: the
+    training inputs an out-of-distribution model is fitted on."""
+    import copy
+
+    from torch.utils.data import Subset
+
+    clean = copy.copy(dataset)
+    clean.observer = None
+    return Subset(clean, np.linspace(0, len(dataset) - 1, min(len(dataset), n)).astype(int))
+
+
 def make_logger(cfg, out: Path):
     """CSV logs under ``out/logs``, or MLflow (a SQLite file in the run unless a URI is
     given) with ``cfg.tracking = "mlflow"``."""

@@ -198,6 +198,12 @@ def ledoit_wolf_covariance(features: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return mean, (1.0 - shrinkage) * s + shrinkage * mu * np.eye(p), float(shrinkage)
 
 
+def ood_quantile(n_val: int, level: float = 0.99) -> float:
+    """The level of an OOD threshold fitted on ``n_val`` validation scores: ``level``, or
+    just under ``n / (n + 1)`` for a set too small for it (its largest score then)."""
+    return min(level, n_val / (n_val + 1.0) - 1e-6)
+
+
 @dataclass(eq=False)
 class FeatureDensity:
     """Out-of-distribution score from the Gaussian density of penultimate features

@@ -34,22 +34,14 @@ class RegressionLearner(Learner):
         conformal intervals and the OOD model (:mod:`.calibration`)."""
         from retroscope.learners.regression.calibration import calibrate_and_save
         from retroscope.learners.regression.module import Network, RegressionModule
-        from retroscope.train.trainer import fit_best, input_statistics, make_trainer, prepare_data
+        from retroscope.train.network import prepare_network
+        from retroscope.train.trainer import fit_best, make_trainer, prepare_data
 
         train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
-        network = Network(cfg.model, cfg.model_kwargs, task.targets.dim)
-        if cfg.precision.startswith("bf16"):
-            # oneDNN's bfloat16 convolutions run fastest on NHWC tensors
-            network = network.to(memory_format=torch.channels_last)
-        if cfg.init_from:
-            # transfer learning: the other run's weights and input normalisation, its first
-            # blocks frozen; intervals and OOD model are fitted anew on this data
-            transfer_weights(network, cfg.init_from)
-        else:
-            mean, std = input_statistics(train_set)
-            network.norm.mean.fill_(mean)
-            network.norm.std.fill_(std)
-        network.freeze(cfg.freeze)
+        # with init_from (transfer learning): the other run's weights and input normalisation,
+        # its first blocks frozen; intervals and OOD model are fitted anew on this data
+        network = prepare_network(Network(cfg.model, cfg.model_kwargs, task.targets.dim), cfg,
+                                  train_set)
         module = RegressionModule(network, align=task.targets.align, lr=cfg.lr,
                                   weight_decay=cfg.weight_decay, epochs=cfg.epochs,
                                   steps_per_epoch=len(train_loader), optimizer=cfg.optimizer,
@@ -131,19 +123,6 @@ class RegressionLearner(Learner):
         from retroscope.learners.regression.evaluation import demo_table
 
         return demo_table(task, rows, truth)
-
-
-def transfer_weights(network, run_dir) -> None:
-    """Load the weights of the finished run ``run_dir`` (normalisation included) into
-    ``network``; the two must have the same architecture and targets."""
-    from retroscope.runs import open_run
-
-    run = open_run(run_dir)
-    try:
-        network.load_state_dict(run.state_dict())
-    except RuntimeError as exc:
-        raise ValueError(f"--init-from {run_dir}: its network does not match this one "
-                         f"({str(exc).splitlines()[0]})") from exc
 
 
 LEARNER = RegressionLearner()

@@ -10,7 +10,6 @@ network's pooled penultimate features to a Gaussian fitted on training features 
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import torch
 
 from retroscope.io.atomic import write_json_atomic
 from retroscope.runs import CALIBRATION, save_weights
-from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity
+from retroscope.train.trainer import clean_rows
+from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity, ood_quantile
 
 OOD_FILE = "ood.safetensors"
 
@@ -52,29 +52,19 @@ def run_network(network, inputs, batch_size: int = 256, device: str = "cpu",
     return np.concatenate(means), np.concatenate(sigmas), np.concatenate(feats)
 
 
-def _without_observer(dataset):
-    clean = copy.copy(dataset)
-    clean.observer = None
-    return clean
-
-
 def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set) -> dict:
     """Fit the conformal scale and the OOD model, then write weights, stats and calibration."""
     from safetensors.numpy import save_file as save_numpy
-    from torch.utils.data import Subset
 
     out = Path(out)
     flips = tuple(task.input_flips) if cfg.symmetrise else ()
     val_mean, val_sigma, val_feat = run_network(network, val_set, flips=flips)
-    idx = np.linspace(0, len(train_set) - 1, min(len(train_set), 4000)).astype(int)
-    _, _, train_feat = run_network(network, Subset(_without_observer(train_set), idx),
-                                   flips=flips)
+    _, _, train_feat = run_network(network, clean_rows(train_set), flips=flips)
     # residuals against the symmetry-equivalent target the loss used (identity for most tasks)
     val_targets = task.targets.align_numpy(val_mean, val_set.targets.numpy())
     calibrator = ConformalCalibrator.fit(val_mean, val_sigma, val_targets,
                                          coverage=cfg.coverage)
-    # the 99% level needs >= 99 validation points; smaller sets use their largest score
-    ood_level = min(0.99, len(val_feat) / (len(val_feat) + 1.0) - 1e-6)
+    ood_level = ood_quantile(len(val_feat))
     density = FeatureDensity.fit(train_feat, val_feat, quantile=ood_level)
 
     save_weights(out, network.state_dict(), task, {

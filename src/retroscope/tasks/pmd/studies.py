@@ -203,7 +203,7 @@ def _learning_curve(result: dict, path: Path) -> None:
 
     n = np.array([r["n_train"] for r in result["rows"]], float)
     mae = np.array([r["mae_r_bohr"] for r in result["rows"]], float)
-    fig, ax = figure()
+    fig, (ax,) = figure()
     ax.plot(n, mae, "o", label="retroscope")
     grid = np.geomspace(max(n.min(), 10), max(n.max(), 3000), 100)
     if "fit" in result:
