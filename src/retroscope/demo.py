@@ -76,6 +76,16 @@ def run_demo(task, out: Path, overwrite: bool = False, console: Console | None =
     console.print(learner.demo_table(task, rows, truth))
     print_failures(console, failures)
 
+    if settings.explain:
+        from retroscope.explain import explain_files
+
+        t0 = time.perf_counter()
+        written, _ = explain_files(out / "run", files[:1], method=settings.explain,
+                                   out=out / "explanations")
+        timings["explain_s"] = time.perf_counter() - t0
+        for npy, png in written:
+            console.print(f"{settings.explain} attribution of {files[0].name}: {png} ({npy.name})")
+
     report = {"timings": timings, "train": summary, "metrics": metrics,
               "full_scale": settings.full_scale,
               "predictions": str(out / "predictions.csv")}

@@ -66,6 +66,8 @@ class DemoSettings:
     baseline_kwargs: dict = field(default_factory=dict)
     full_scale: str = ""
     task_config: dict = field(default_factory=dict)
+    #: an attribution method of :mod:`retroscope.explain` run on the first file ("": none)
+    explain: str = ""
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,11 @@ def test_focal_averaged_maps_are_the_weighted_mean_of_maps_up_to_the_peak():
     assert not np.allclose(averaged / averaged.max(), plain[-1] / plain[-1].max(), atol=1e-3)
     with pytest.raises(ValueError, match="focal_points"):
         TASK.with_config(focal_points=1)
+
+
+def test_the_classifier_view_sorts_r_into_bins_of_one_bohr():
+    task = TASK.with_config(classify_r=True, quadrant=True)
+    assert task.targets.n_classes == 7
+    got = task.targets.encode({"r_bohr": np.array([1.0, 1.99, 2.0, 7.5, 8.0])})
+    np.testing.assert_array_equal(got, [0, 0, 1, 6, 6])
+    assert TASK.targets.columns == ("r_bohr", "intensity_w_cm2")

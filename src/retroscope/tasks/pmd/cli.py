@@ -1,6 +1,7 @@
 """``retroscope pmd ...``: the studies of the pmd task (entry-point group ``retroscope.cli``).
 
-``retroscope pmd study sample-size|cep|one-d|alternatives|transfer DATA ... --out DIR``
+``retroscope pmd study sample-size|cep|one-d|alternatives|transfer|dictionary DATA ...
+--out DIR``
 trains and scores through the shared pipeline and writes ``DIR/<study>.json`` with the
 paper's numbers beside ours (:mod:`retroscope.tasks.pmd.studies`). Make the data sets with
 ``retroscope simulate pmd --config '{"preset": "fast", ...}'`` first.
@@ -116,3 +117,16 @@ def transfer(
             raise typer.BadParameter(f"sets are NAME=DATASET, got {entry!r}")
         named[name] = Path(path)
     _print(study_run(base, run, named, out, minutes, freeze, lr))
+
+
+@study.command("dictionary")
+def dictionary(
+    data: Annotated[Path, typer.Argument(help="dataset (CEP 0, R in whole bohr bins)")],
+    out: Out,
+    minutes: Minutes = 10.0,
+    per_cell: Annotated[int, typer.Option(help="maps per (R class, intensity third)")] = 3,
+) -> None:
+    """Sec. VI: classify by occlusion features vs Grad-CAM, LIME and random patches."""
+    from retroscope.tasks.pmd.studies import dictionary as study_run
+
+    _print(study_run(data, out, minutes, per_cell))

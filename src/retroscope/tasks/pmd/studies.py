@@ -13,6 +13,11 @@ Each study trains and scores through the shared pipeline (``train``, ``evaluate`
   the network after transfer learning on that set's training split (``init_from`` +
   ``freeze``), a new network trained on the same split alone, and the alternatives fitted on
   the base set.
+- :func:`dictionary`: Sec. VI: a classifier of R in bins of 1 bohr on the first quadrant;
+  the parts of 3 validation maps per (R class, intensity third) where the occlusion
+  sensitivity of the true class's probability exceeds 0.2 of its maximum form a dictionary;
+  the other validation maps are classified by the entry of least MSE on its pixels. The
+  same with Grad-CAM and LIME maps, and with random patches of equal area.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ PAPER = {
     "one_d": {"plain_cnn": 0.27, "mlp": 0.16},
     "alternatives_in_distribution": {"dc_mse": 0.06, "dc_sift": 0.054, "svm_hog": 0.13,
                                      "dt_hog": 0.10, "svm_sift": 0.32},
+    "dictionary_accuracy": {"occlusion": (0.67, 0.72), "gradcam": 0.54, "lime": 0.59,
+                            "random": 0.35},
     "table_1": {
         "columns": ["averaged", "r_8_12", "alpha_0_180", "cep_0_2pi", "heh"],
         "cnn": [0.83, 3.05, 0.90, 0.89, 1.69], "cnn_tl": [0.15, 0.06, 0.17, 0.23, 0.08],
@@ -194,6 +201,108 @@ def transfer(base_data: Path, base_run: Path, sets: dict[str, Path], out: Path,
               "frozen_blocks": frozen, "lr": lr, "minutes_per_run": minutes,
               "columns": columns, "paper": PAPER["table_1"]}
     write_json_atomic(out / "transfer.json", result)
+    return result
+
+
+def _class_probability(network, k: int):
+    """The softmax probability of class ``k`` of a classifier (uncalibrated), one scalar per
+    image: what Sec. VI's occlusion sensitivity follows."""
+    import torch
+    from torch import nn
+
+    class Probability(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.network(x), dim=1)[:, k]
+
+    return Probability().eval()
+
+
+def dictionary_masks(network, images: np.ndarray, classes: np.ndarray, method: str,
+                     threshold: float = 0.2) -> np.ndarray:
+    """Boolean masks (n, H, W): where ``method``'s attribution to each image's class exceeds
+    ``threshold`` of its maximum."""
+    from retroscope.explain.methods import attribute_model
+
+    masks = []
+    for image, k in zip(images, classes):
+        a = attribute_model(_class_probability(network, int(k)), image[None], method)[0]
+        peak = a.max()
+        masks.append(a > threshold * peak if peak > 0 else np.zeros(a.shape, bool))
+    return np.stack(masks)
+
+
+def dictionary_classify(entries: np.ndarray, masks: np.ndarray, entry_classes: np.ndarray,
+                        images: np.ndarray) -> np.ndarray:
+    """The class of the dictionary entry whose masked pixels differ least (MSE) from the same
+    pixels of each image; entries with an empty mask are skipped."""
+    keep = masks.reshape(len(masks), -1).any(axis=1)
+    e, m, c = entries[keep], masks[keep].astype(np.float64), entry_classes[keep]
+    x = images.reshape(len(images), -1).astype(np.float64)
+    e, m = e.reshape(len(e), -1).astype(np.float64), m.reshape(len(m), -1)
+    # sum over the mask of (x - e)^2 / |mask|, all pairs at once
+    d2 = ((x ** 2) @ m.T - 2 * x @ (e * m).T + ((e ** 2) * m).sum(1)[None]) / m.sum(1)[None]
+    return c[np.argmin(d2, axis=1)]
+
+
+def dictionary(data: Path, out: Path, minutes: float, per_cell: int = 3,
+               methods: tuple[str, ...] = ("occlusion", "gradcam", "lime"),
+               random_draws: int = 10, seed: int = 0) -> dict:
+    """Sec. VI (see the module docstring); accuracies on the validation maps left out of the
+    dictionary."""
+    from retroscope.core.registry import learner_of
+
+    out.mkdir(parents=True, exist_ok=True)
+    view = {"classify_r": True, "quadrant": True}
+    run = _train(data, out / "classifier", minutes, view=view)
+    task, maps, params = _split(data, "val", view)
+    network = learner_of(task).predictor(run).network
+    images = np.stack([task.model_input(m)[0] for m in maps])
+    classes = task.targets.encode(params)
+    intensity = params["intensity_w_cm2"]
+    lo, hi = task.space["intensity_w_cm2"].low, task.space["intensity_w_cm2"].high
+    thirds = np.clip(((intensity - lo) / max(hi - lo, 1e-30) * 3).astype(int), 0, 2)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for k in range(task.targets.n_classes):
+        for t in range(3):
+            cell = np.flatnonzero((classes == k) & (thirds == t))
+            chosen.extend(rng.choice(cell, min(per_cell, len(cell)), replace=False).tolist())
+    chosen = np.array(sorted(chosen))
+    rest = np.setdiff1d(np.arange(len(images)), chosen)
+    if len(rest) == 0:
+        raise ValueError(f"{data}: every validation map went into the dictionary; the "
+                         f"validation split needs more than {len(chosen)} maps")
+    predicted = learner_of(task).predictor(run).predict_inputs(images[rest][:, None]).index
+    result = {"study": "dictionary", "data": str(data), "run": str(run),
+              "dictionary_maps": int(len(chosen)), "classified_maps": int(len(rest)),
+              "classifier_accuracy": float(np.mean(predicted == classes[rest])),
+              "accuracy": {}, "mask_area_fraction": {}}
+    area = None
+    for method in methods:
+        masks = dictionary_masks(network, images[chosen][:, None], classes[chosen], method)
+        guess = dictionary_classify(images[chosen], masks, classes[chosen], images[rest])
+        result["accuracy"][method] = float(np.mean(guess == classes[rest]))
+        result["mask_area_fraction"][method] = float(masks.mean())
+        if method == "occlusion":
+            area = masks.reshape(len(masks), -1).sum(1)
+    if area is not None:
+        draws = []
+        for _ in range(random_draws):
+            masks = np.zeros((len(chosen), images.shape[1] * images.shape[2]), bool)
+            for j, n in enumerate(area):
+                masks[j, rng.choice(masks.shape[1], int(n), replace=False)] = True
+            guess = dictionary_classify(images[chosen], masks.reshape(len(chosen),
+                                                                      *images.shape[1:]),
+                                        classes[chosen], images[rest])
+            draws.append(float(np.mean(guess == classes[rest])))
+        result["accuracy"]["random"] = float(np.mean(draws))
+        result["random_accuracy_range"] = [float(min(draws)), float(max(draws))]
+    result["paper"] = PAPER["dictionary_accuracy"]
+    write_json_atomic(out / "dictionary.json", result)
     return result
 
 

@@ -18,11 +18,12 @@ scaled like the map).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from retroscope.core.params import ParameterSpace, Scalar
-from retroscope.core.targets import LinearTargets
+from retroscope.core.targets import BinnedTargets, LinearTargets
 from retroscope.core.task import DemoSettings, InputSpec, ModelSpec, Task
 from retroscope.tasks.pmd.maps import KX_AU, KY_AU, LOW_K_AU
 from retroscope.tasks.pmd.potentials import MOLECULES
@@ -36,6 +37,9 @@ SCALES = ("linear", "log10", "unit")
 AXES = ("rows", "columns")
 #: the settings a map file may be read with (``check_settings``)
 SETTINGS = ("scale", "background", "k_extent_au", "polarization_axis")
+#: what the README's full-scale run reaches, printed at the end of the demo
+FULL_SCALE = ("not measured yet: the base set (1,200 'fast' maps, R 1-8 bohr, I 1-4e14 "
+              "W/cm^2) is being simulated; the paper reports MAE_R 0.07 bohr from 2,250 maps")
 #: the stored momentum grid's shape (k_x, k_y)
 MAP_SHAPE = (len(KX_AU), len(KY_AU))
 
@@ -65,6 +69,8 @@ class PmdView:
     input: str = "pmd"
     crop: str = "fixed"
     quadrant: bool = False
+    #: False: R and I with intervals (regression); True: R in classes of 1 bohr (Sec. VI)
+    classify_r: bool = False
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
@@ -128,7 +134,16 @@ class PmdTask(Task):
             Scalar("alpha_deg", "deg", *r.alpha_deg,
                    doc="angle of the molecular axis to the polarisation"),
         ))
-        self.targets = LinearTargets(self.space, columns=("r_bohr", "intensity_w_cm2"))
+        if self.view.classify_r:
+            # Sec. VI: seven classes 1 <= R < 2, ..., 7 <= R <= 8 bohr on the base range
+            edges = np.arange(np.ceil(r.r_bohr[0]), np.floor(r.r_bohr[1]) + 1.0)
+            if len(edges) < 3:
+                raise ValueError(f"classes of 1 bohr need an R range of at least 2 bohr, got "
+                                 f"{r.r_bohr}")
+            self.learner = "classification"
+            self.targets = BinnedTargets(self.space, "r_bohr", edges)
+        else:
+            self.targets = LinearTargets(self.space, columns=("r_bohr", "intensity_w_cm2"))
         # the molecule's mirror plane (y -> -y) is a symmetry of the map only at alpha = 0
         mirror = r.alpha_deg == (0.0, 0.0) and self.view.input == "pmd" \
             and not self.view.quadrant
@@ -309,15 +324,52 @@ class PmdTask(Task):
 
     # -- demo -----------------------------------------------------------------------------
     def demo_settings(self) -> DemoSettings:
-        """120 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training, the
-        direct comparison with the training maps on 20 test maps."""
-        return DemoSettings(n=120, shard_size=10, epochs=60, train_minutes=2.0,
+        """200 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training, the
+        direct comparison with the training maps on 20 test maps, predictions on NPY, HDF5
+        and PNG files and a bad one, and the occlusion map of the first file."""
+        return DemoSettings(n=200, shard_size=10, epochs=60, train_minutes=2.0,
                             train={"batch_size": 16, "lr": 2e-3}, baseline_n=20,
                             task_config={"preset": "demo", "r_bohr": [1.0, 6.0],
-                                         "intensity_w_cm2": [1e14, 2e14]})
+                                         "intensity_w_cm2": [1e14, 2e14]},
+                            explain="occlusion", full_scale=FULL_SCALE)
 
     def demo_preprocess_settings(self) -> dict:
         return {"scale": "unit"}
+
+    def describe_truth(self, row: dict) -> dict:
+        """R (bohr) and I (1e14 W/cm^2), and CEP and orientation where they vary."""
+        out = {"r_bohr": round(float(row["r_bohr"]), 3),
+               "I_1e14": round(float(row["intensity_w_cm2"]) / 1e14, 3)}
+        r = self.settings.ranges
+        if r.cep_rad[0] != r.cep_rad[1]:
+            out["cep_rad"] = round(float(row["cep_rad"]), 2)
+        if r.alpha_deg[0] != r.alpha_deg[1]:
+            out["alpha_deg"] = round(float(row["alpha_deg"]), 1)
+        return out
+
+    def demo_files(self, test, files_dir, n: int):
+        """Test maps as a lab or a TDSE code would hand them over: a linear map in NPY, one in
+        an HDF5 dataset (``maps.h5::/maps/map_1``), the paper's [0, 1] image in a PNG that
+        records its scale; and one bad file (a map with NaNs) that must be refused by name
+        while the others are read."""
+        import h5py
+
+        from retroscope.io.readers import write_png
+
+        files_dir = Path(files_dir)
+        maps = [np.asarray(test.observable(i), dtype=np.float32) for i in range(3)]
+        truth = [self.describe_truth({k: v[i] for k, v in test.params.items()})
+                 for i in range(3)]
+        np.save(files_dir / "map_0.npy", maps[0])
+        with h5py.File(files_dir / "maps.h5", "w") as f:
+            f.create_dataset("maps/map_1", data=maps[1])
+        write_png(files_dir / "map_2.png", self.network_input(maps[2])[0],
+                  self.demo_preprocess_settings())
+        bad = maps[0].copy()
+        bad[100:110, 60:70] = np.nan
+        np.save(files_dir / "bad_map.npy", bad)
+        return [files_dir / "map_0.npy", Path(f"{files_dir / 'maps.h5'}::/maps/map_1"),
+                files_dir / "map_2.png", files_dir / "bad_map.npy"], truth
 
 
 def _linear(a: np.ndarray, s: dict) -> np.ndarray:
