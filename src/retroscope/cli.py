@@ -134,7 +134,10 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="run directory")],
     model: Annotated[Optional[str], typer.Option(help="registered model name")] = None,
     model_kwargs: Annotated[Optional[str], typer.Option(help="JSON of model settings")] = None,
-    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 20,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="maximum epochs (default 20, or the recipe's)")] = None,
+    recipe: Annotated[Optional[str], typer.Option(
+        help="the task's named training recipe, e.g. pmd's 'paper' (options given win)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         help="batch size (default: the task's and its learner's)")] = None,
     lr: Annotated[Optional[float], typer.Option(
@@ -173,13 +176,16 @@ def train(
     from retroscope.train.fit import train as fit
 
     t = _task(task)
+    views = _json(view, "--view")
     try:
-        cfg = train_config(t, data, model=model,
+        # the view may change the network's input (its size, a 1D curve): build the model for it
+        t = t.with_config(**(views or {}))
+        cfg = train_config(t, data, model=model, recipe=recipe,
                            model_kwargs=_json(model_kwargs, "--model-kwargs"), epochs=epochs,
                            batch_size=batch_size, lr=lr, momentum=momentum,
                            step_size=step_size, decay=decay, max_minutes=max_minutes,
                            augment=augment, num_workers=workers, limit_val=limit_val,
-                           view=_json(view, "--view"), precision=precision, tracking=tracking,
+                           view=views, precision=precision, tracking=tracking,
                            tracking_uri=tracking_uri, seed=seed,
                            init_from=None if init_from is None else str(init_from),
                            freeze=freeze)

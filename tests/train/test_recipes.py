@@ -40,3 +40,14 @@ def test_sgd_rate_drops_tenfold_after_step_size_epochs():
         sched.step()
     assert rates[0] == pytest.approx(1e-3) and rates[199] == pytest.approx(1e-3)
     assert rates[200] == pytest.approx(1e-4) and rates[299] == pytest.approx(1e-4)
+
+
+def test_the_command_line_names_an_unknown_recipe(tmp_path):
+    from typer.testing import CliRunner
+
+    from retroscope.cli import app
+
+    result = CliRunner().invoke(app, ["train", "pmd", "--data", str(tmp_path), "--out",
+                                      str(tmp_path / "run"), "--recipe", "adam"])
+    assert result.exit_code == 2  # the command line's usage errors
+    assert "no recipe 'adam'" in result.output

@@ -60,4 +60,6 @@ def rows_table(rows: list[dict], title: str, skip=("file",),
 def print_failures(console: Console, failures: list[tuple[str, str]]) -> None:
     """One line per input that could not be answered, with the reason."""
     for label, reason in failures:
-        console.print(f"[red]failed:[/] {label}: {reason}")
+        # a reader's error already starts with the file it names
+        text = reason if reason.startswith(label) else f"{label}: {reason}"
+        console.print(f"[red]failed:[/] {text}")

@@ -324,10 +324,10 @@ class PmdTask(Task):
 
     # -- demo -----------------------------------------------------------------------------
     def demo_settings(self) -> DemoSettings:
-        """200 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training, the
+        """280 maps on the demo preset (R 1-6 bohr, 1-2e14 W/cm^2), 2 minutes of training, the
         direct comparison with the training maps on 20 test maps, predictions on NPY, HDF5
         and PNG files and a bad one, and the occlusion map of the first file."""
-        return DemoSettings(n=200, shard_size=10, epochs=60, train_minutes=2.0,
+        return DemoSettings(n=280, shard_size=10, epochs=60, train_minutes=2.0,
                             train={"batch_size": 16, "lr": 2e-3}, baseline_n=20,
                             task_config={"preset": "demo", "r_bohr": [1.0, 6.0],
                                          "intensity_w_cm2": [1e14, 2e14]},
