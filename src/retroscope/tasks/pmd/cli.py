@@ -48,11 +48,13 @@ def sample_size(
     sizes: Annotated[str, typer.Option(help="training-set sizes")] = "250,500,1000",
     minutes: Minutes = 10.0,
     recipe: Annotated[Optional[str], typer.Option(help="paper: SGD as in Sec. II A")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="epochs per network (default: as many as the minutes allow)")] = None,
 ) -> None:
     """MAE of R against the number of training maps, with the fit MAE(N) = a N^b + c."""
     from retroscope.tasks.pmd.studies import sample_size as run
 
-    _print(run(data, out, _sizes(sizes), minutes, recipe))
+    _print(run(data, out, _sizes(sizes), minutes, recipe, epochs=epochs))
 
 
 @study.command("cep")
@@ -62,11 +64,13 @@ def cep(
     sizes: Annotated[str, typer.Option(help="training-set sizes")] = "500,1000,1500,2000",
     minutes: Minutes = 10.0,
     recipe: Annotated[Optional[str], typer.Option(help="paper: SGD as in Sec. II A")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="epochs per network (default: as many as the minutes allow)")] = None,
 ) -> None:
     """Sec. III: the learning curve on maps of random CEP, beside the paper's fit."""
     from retroscope.tasks.pmd.studies import sample_size as run
 
-    _print(run(data, out, _sizes(sizes), minutes, recipe, name="cep"))
+    _print(run(data, out, _sizes(sizes), minutes, recipe, name="cep", epochs=epochs))
 
 
 @study.command("one-d")
