@@ -70,3 +70,14 @@ def test_studies_run_end_to_end_on_smoke_maps(tmp_path):
     assert (tmp_path / "sample-size" / "sample-size.png").exists()
     words = json.loads((tmp_path / "dictionary" / "dictionary.json").read_text())
     assert set(words["accuracy"]) == {"occlusion", "gradcam", "lime", "random"}
+
+
+def test_random_patches_are_windows_covering_at_least_the_area():
+    from retroscope.tasks.pmd.studies import random_patches
+
+    masks = random_patches([0, 100, 500], (64, 32), np.random.default_rng(0))
+    assert masks.shape == (3, 64, 32)
+    assert masks[0].sum() == 0 and 100 <= masks[1].sum() < 100 + 32 and masks[2].sum() >= 500
+    one = random_patches([1], (64, 32), np.random.default_rng(1))[0]  # one window: 8 x 4
+    rows, cols = np.flatnonzero(one.any(axis=1)), np.flatnonzero(one.any(axis=0))
+    assert one.sum() == 32 and len(rows) == 8 and len(cols) == 4

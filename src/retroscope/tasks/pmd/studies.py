@@ -17,7 +17,7 @@ Each study trains and scores through the shared pipeline (``train``, ``evaluate`
   the parts of 3 validation maps per (R class, intensity third) where the occlusion
   sensitivity of the true class's probability exceeds 0.2 of its maximum form a dictionary;
   the other validation maps are classified by the entry of least MSE on its pixels. The
-  same with Grad-CAM and LIME maps, and with random patches of equal area.
+  same with Grad-CAM and LIME maps, and with random rectangular patches of equal area.
 """
 
 from __future__ import annotations
@@ -268,6 +268,19 @@ def dictionary_classify(entries: np.ndarray, masks: np.ndarray, entry_classes: n
     return c[np.argmin(d2, axis=1)]
 
 
+def random_patches(areas, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Masks (n, H, W) of random rectangular patches, each the size of the occlusion window
+    (an eighth of each side), placed until each mask covers ``areas[i]`` pixels: Sec. VI's
+    "random parts of the momentum distributions with the same total area"."""
+    h, w = max(shape[0] // 8, 1), max(shape[1] // 8, 1)
+    masks = np.zeros((len(areas), *shape), bool)
+    for mask, area in zip(masks, areas):
+        while mask.sum() < area:
+            r, c = rng.integers(0, shape[0] - h + 1), rng.integers(0, shape[1] - w + 1)
+            mask[r:r + h, c:c + w] = True
+    return masks
+
+
 def dictionary(data: Path, out: Path, minutes: float, per_cell: int = 3,
                methods: tuple[str, ...] = ("occlusion", "gradcam", "lime"),
                random_draws: int = 10, seed: int = 0) -> dict:
@@ -310,15 +323,9 @@ def dictionary(data: Path, out: Path, minutes: float, per_cell: int = 3,
         if method == "occlusion":
             area = masks.reshape(len(masks), -1).sum(1)
     if area is not None:
-        draws = []
-        for _ in range(random_draws):
-            masks = np.zeros((len(chosen), images.shape[1] * images.shape[2]), bool)
-            for j, n in enumerate(area):
-                masks[j, rng.choice(masks.shape[1], int(n), replace=False)] = True
-            guess = dictionary_classify(images[chosen], masks.reshape(len(chosen),
-                                                                      *images.shape[1:]),
-                                        classes[chosen], images[rest])
-            draws.append(float(np.mean(guess == classes[rest])))
+        draws = [float(np.mean(dictionary_classify(
+            images[chosen], random_patches(area, images.shape[1:], rng), classes[chosen],
+            images[rest]) == classes[rest])) for _ in range(random_draws)]
         result["accuracy"]["random"] = float(np.mean(draws))
         result["random_accuracy_range"] = [float(min(draws)), float(max(draws))]
     result["paper"] = PAPER["dictionary_accuracy"]
