@@ -86,12 +86,18 @@ class LinearTargets(Targets):
     logarithmically for the columns named in ``log`` (a positive quantity whose error grows
     with its size, such as a count: the loss then weighs relative errors, and the calibrated
     interval is relative, asymmetric in physical units). ``scale``/``offset`` describe the
-    encoding in the encoded variable (ln of the value for log columns)."""
+    encoding in the encoded variable (ln of the value for log columns). Columns named in
+    ``nonnegative`` (a distance, an intensity) have 0 as their physical lower limit, where
+    intervals are cut."""
 
     def __init__(self, space: ParameterSpace, columns: tuple[str, ...] | None = None,
-                 log: tuple[str, ...] = ()) -> None:
+                 log: tuple[str, ...] = (), nonnegative: tuple[str, ...] = ()) -> None:
         self.space = space
         self.columns = tuple(columns or space.names)
+        unknown = set(nonnegative) - set(self.columns)
+        if unknown:
+            raise ValueError(f"non-negative columns {sorted(unknown)} are not targets")
+        self.nonnegative = np.array([n in nonnegative or n in log for n in self.columns])
         self.units = tuple(space[n].unit for n in self.columns)
         unknown = set(log) - set(self.columns)
         if unknown:
@@ -110,6 +116,11 @@ class LinearTargets(Targets):
 
     def scale(self) -> np.ndarray:
         return self._span.copy()
+
+    def limits(self) -> np.ndarray:
+        """(d, 2): 0 below for non-negative (and log-encoded) columns, else unbounded."""
+        low = np.where(self.nonnegative, 0.0, -np.inf)
+        return np.stack([low, np.full(self.dim, np.inf)], axis=1)
 
     def offset(self) -> np.ndarray:
         return self._low.copy()

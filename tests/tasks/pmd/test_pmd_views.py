@@ -100,3 +100,8 @@ def test_the_classifier_view_sorts_r_into_bins_of_one_bohr():
     got = task.targets.encode({"r_bohr": np.array([1.0, 1.99, 2.0, 7.5, 8.0])})
     np.testing.assert_array_equal(got, [0, 0, 1, 6, 6])
     assert TASK.targets.columns == ("r_bohr", "intensity_w_cm2")
+
+
+def test_intervals_of_r_and_i_stop_at_zero():
+    np.testing.assert_array_equal(TASK.targets.limits()[:, 0], [0.0, 0.0])
+    assert np.all(np.isinf(TASK.targets.limits()[:, 1]))

@@ -143,7 +143,8 @@ class PmdTask(Task):
             self.learner = "classification"
             self.targets = BinnedTargets(self.space, "r_bohr", edges)
         else:
-            self.targets = LinearTargets(self.space, columns=("r_bohr", "intensity_w_cm2"))
+            self.targets = LinearTargets(self.space, columns=("r_bohr", "intensity_w_cm2"),
+                                         nonnegative=("r_bohr", "intensity_w_cm2"))
         # the molecule's mirror plane (y -> -y) is a symmetry of the map only at alpha = 0
         mirror = r.alpha_deg == (0.0, 0.0) and self.view.input == "pmd" \
             and not self.view.quadrant
