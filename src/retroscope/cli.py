@@ -137,7 +137,8 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(
         help="maximum epochs (default 20, or the recipe's)")] = None,
     recipe: Annotated[Optional[str], typer.Option(
-        help="the task's named training recipe, e.g. pmd's 'paper' (options given win)")] = None,
+        help="the task's named training recipe, e.g. a paper's optimiser and schedule "
+             "(options given win)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         help="batch size (default: the task's and its learner's)")] = None,
     lr: Annotated[Optional[float], typer.Option(

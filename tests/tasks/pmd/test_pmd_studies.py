@@ -56,7 +56,7 @@ def test_studies_run_end_to_end_on_smoke_maps(tmp_path):
     assert runner.invoke(app, ["simulate", "pmd", "--n", "240", "--out", str(data),
                                "--workers", "1", "--shard-size", "60",
                                "--config", config]).exit_code == 0
-    for study, extra in [("sample-size", ["--sizes", "40,80,160", "--minutes", "0.05"]),
+    for study, extra in [("sample-size", ["--sizes", "20,40,80,160", "--minutes", "0.05"]),
                          ("one-d", ["--minutes", "0.05"]),
                          ("alternatives", ["--methods", "dc_mse,svm_hog", "--max-test", "10"]),
                          ("dictionary", ["--minutes", "0.1", "--per-cell", "1"])]:
@@ -66,7 +66,7 @@ def test_studies_run_end_to_end_on_smoke_maps(tmp_path):
         out = json.loads((tmp_path / study / f"{study}.json").read_text())
         assert out["study"] == study and out["paper"]
     curve = json.loads((tmp_path / "sample-size" / "sample-size.json").read_text())
-    assert [r["n_train"] for r in curve["rows"]] == [40, 80, 160] and "fit" in curve
+    assert [r["n_train"] for r in curve["rows"]] == [20, 40, 80, 160] and "fit" in curve
     assert (tmp_path / "sample-size" / "sample-size.png").exists()
     words = json.loads((tmp_path / "dictionary" / "dictionary.json").read_text())
     assert set(words["accuracy"]) == {"occlusion", "gradcam", "lime", "random"}
