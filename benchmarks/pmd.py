@@ -25,9 +25,9 @@ POINTS = [(2.0, 2e14), (1.5, 1e14), (4.0, 3e14), (6.0, 1.5e14), (8.0, 4e14)]
 
 
 def log_map(pmd: np.ndarray) -> np.ndarray:
-    from retroscope.tasks.pmd.task import FLOOR_DECADES, _outside_low_k
+    from retroscope.tasks.pmd.images import FLOOR_DECADES, outside_low_k
 
-    peak = pmd[_outside_low_k()].max()
+    peak = pmd[outside_low_k()].max()
     return np.clip(np.log10(np.clip(pmd / peak, 1e-300, None)), -FLOOR_DECADES, 0.0)
 
 

@@ -25,12 +25,18 @@ import numpy as np
 from retroscope.core.params import ParameterSpace, Scalar
 from retroscope.core.targets import BinnedTargets, LinearTargets
 from retroscope.core.task import DemoSettings, InputSpec, ModelSpec, Task
-from retroscope.tasks.pmd.maps import KX_AU, KY_AU, LOW_K_AU
+from retroscope.tasks.pmd.images import (
+    k_extent,
+    onto_grid,
+    outside_low_k,
+    paper_crop,
+    to_linear,
+    unit_log_image,
+)
+from retroscope.tasks.pmd.maps import KX_AU, KY_AU
 from retroscope.tasks.pmd.potentials import MOLECULES
 from retroscope.tasks.pmd.presets import PRESETS
 
-#: decades below the maximum that the network sees (Sec. II A: W = -5 for all smaller values)
-FLOOR_DECADES = 5.0
 #: how a map file's values may be scaled (``preprocess``'s ``scale`` setting)
 SCALES = ("linear", "log10", "unit")
 #: which array axis of a map file runs along the polarisation, k_x
@@ -199,11 +205,11 @@ class PmdTask(Task):
         the same scaling of dP/dk_x (1 x 256)."""
         a = np.asarray(observable, dtype=np.float64)
         if self.view.input == "dp_dkx":
-            return _unit_log_image(a, float(a.max()))[None]
-        peak = float(a[_outside_low_k()].max()) if a.shape == MAP_SHAPE else a.max()
-        x = _unit_log_image(a, peak)
+            return unit_log_image(a, float(a.max()))[None]
+        peak = float(a[outside_low_k()].max()) if a.shape == MAP_SHAPE else a.max()
+        x = unit_log_image(a, peak)
         if self.view.crop == "paper":
-            x = _paper_crop(x)
+            x = paper_crop(x)
         elif self.view.quadrant:
             x = x[x.shape[0] // 2:, x.shape[1] // 2:]
         return x[None]
@@ -225,7 +231,7 @@ class PmdTask(Task):
             raise ValueError(f"{source}: polarization_axis must be one of {AXES}, got "
                              f"{axis!r}")
         if "k_extent_au" in settings:
-            _extent(settings["k_extent_au"], 1 if self.view.input == "dp_dkx" else 2, source)
+            k_extent(settings["k_extent_au"], 1 if self.view.input == "dp_dkx" else 2, source)
         return settings
 
     def accepts_for(self, settings: dict | None) -> InputSpec:
@@ -281,14 +287,14 @@ class PmdTask(Task):
             raise ValueError("the map contains NaN or infinite values")
         if np.ptp(a) == 0:
             raise ValueError("the map is constant")
-        a = _linear(a, s)
+        a = to_linear(a, s)
         if one_d and a.ndim == 2:
             extent = s.get("k_extent_au")
             width = (extent[1][1] - extent[1][0]) / a.shape[1] if extent else KY_AU[1] - KY_AU[0]
             a, s = a.sum(axis=1) * width, {**s, "k_extent_au": extent[0] if extent else None}
         grid = (KX_AU,) if a.ndim == 1 else (KX_AU, KY_AU)
         if s.get("k_extent_au") is not None:
-            a = _onto_grid(a, _extent(s["k_extent_au"], a.ndim, "settings"), grid)
+            a = onto_grid(a, k_extent(s["k_extent_au"], a.ndim, "settings"), grid)
         elif a.shape != tuple(len(g) for g in grid):
             from scipy.ndimage import zoom
 
@@ -376,73 +382,3 @@ class PmdTask(Task):
         np.save(files_dir / "bad_map.npy", bad)
         return [files_dir / "map_0.npy", Path(f"{files_dir / 'maps.h5'}::/maps/map_1"),
                 files_dir / "map_2.png", files_dir / "bad_map.npy"], truth
-
-
-def _linear(a: np.ndarray, s: dict) -> np.ndarray:
-    """A map in the file's ``scale`` -> linear values (see ``PmdTask.preprocess``)."""
-    scale = s.get("scale", "linear")
-    if scale == "linear":
-        a = a - float(s.get("background", 0.0))
-        if a.min() < -1e-12 * abs(a).max():
-            raise ValueError(f"negative values in a linear map (min {a.min():.3g}); set "
-                             f"background or the right scale")
-        return np.clip(a, 0.0, None)
-    if scale == "log10":
-        return 10.0 ** (a - a.max())
-    u = (a - a.min()) / np.ptp(a)  # unit: (W + 5) / 5 with W = log10(PMD / max)
-    return np.where(u > 0, 10.0 ** (FLOOR_DECADES * (u - 1.0)), 0.0)
-
-
-def _extent(value, dims: int, source: str) -> list[list[float]]:
-    """``k_extent_au`` checked: ``dims`` increasing [min, max] pairs (1D: one pair)."""
-    pairs = [value] if dims == 1 and len(np.shape(value)) == 1 else value
-    try:
-        pairs = [[float(lo), float(hi)] for lo, hi in pairs]
-    except (TypeError, ValueError):
-        pairs = None
-    if pairs is None or len(pairs) != dims or any(not hi > lo for lo, hi in pairs):
-        form = "[kx_min, kx_max]" if dims == 1 else "[[kx_min, kx_max], [ky_min, ky_max]]"
-        raise ValueError(f"{source}: k_extent_au must be {form} in a.u. with min < max, got "
-                         f"{value!r}")
-    return pairs
-
-
-def _onto_grid(a: np.ndarray, extent: list[list[float]], grid: tuple) -> np.ndarray:
-    """Linear interpolation of a map whose pixels tile ``extent`` onto the stored ``grid``
-    (pixel centres), zero outside."""
-    from scipy.interpolate import RegularGridInterpolator
-
-    centres = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
-               for (lo, hi), n in zip(extent, a.shape)]
-    points = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1)
-    return RegularGridInterpolator(centres, a, bounds_error=False, fill_value=0.0)(points)
-
-
-def _unit_log_image(a: np.ndarray, peak: float) -> np.ndarray:
-    """(log10(a / peak) + 5) / 5, clipped to [0, 1], float32 (zeros when peak <= 0)."""
-    if not peak > 0:
-        return np.zeros(a.shape, dtype=np.float32)
-    with np.errstate(divide="ignore"):
-        w = np.log10(np.clip(a / peak, 0.0, None))
-    return np.clip(w / FLOOR_DECADES + 1.0, 0.0, 1.0).astype(np.float32)
-
-
-def _paper_crop(x: np.ndarray) -> np.ndarray:
-    """Sec. II A: the smallest rectangle holding every W > -5 (x > 0), resampled bicubically
-    onto the map's own shape and rescaled to [0, 1]."""
-    from scipy.ndimage import map_coordinates
-
-    rows, cols = np.nonzero(x > 0)
-    if rows.size == 0:
-        return x
-    r0, r1, c0, c1 = rows.min(), rows.max(), cols.min(), cols.max()
-    rr = np.linspace(r0, r1, x.shape[0])
-    cc = np.linspace(c0, c1, x.shape[1])
-    out = map_coordinates(x, np.meshgrid(rr, cc, indexing="ij"), order=3, mode="nearest")
-    span = np.ptp(out)
-    return ((out - out.min()) / span if span > 0 else out).astype(np.float32)
-
-
-def _outside_low_k() -> np.ndarray:
-    kx, ky = np.meshgrid(KX_AU, KY_AU, indexing="ij")
-    return np.hypot(kx, ky) >= LOW_K_AU
