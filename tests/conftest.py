@@ -72,3 +72,15 @@ def unfinished_campaign(blob_task):
         return root
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module (small FFTs and tiny networks are slower on two, and
+    campaign workers run on one); a folder's conftest makes it autouse."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

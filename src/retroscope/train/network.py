@@ -9,6 +9,7 @@ or with the training split's statistics, and freezes its first ``freeze`` blocks
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,3 +85,27 @@ def prepare_network(network: NormalisedNetwork, cfg, train_set) -> NormalisedNet
         network.norm.std.fill_(std)
     network.freeze(cfg.freeze)
     return network
+
+
+def symmetrised_batches(inputs, batch_size: int, device: str,
+                        flips: tuple[tuple[int, ...], ...] = ()):
+    """Batches of an (n, C, H, W) array or a Dataset (its items' first element) as float32
+    tensors on ``device``, each followed by every copy flipped along ``flips`` (the task's
+    input symmetries) in one tensor: yields (x, k) with k copies of the batch; average a
+    network's outputs over the copies with :func:`mean_over_copies`."""
+    n = len(inputs)
+    views = [()] + [tuple(f) for f in flips]
+    for start in range(0, n, batch_size):
+        if isinstance(inputs, np.ndarray):
+            x = torch.from_numpy(inputs[start:start + batch_size])
+        else:
+            x = torch.stack([inputs[i][0] for i in range(start, min(n, start + batch_size))])
+        x = x.to(device=device, dtype=torch.float32)
+        if len(views) > 1:  # all views in one forward pass
+            x = torch.cat([torch.flip(x, dims) if dims else x for dims in views])
+        yield x, len(views)
+
+
+def mean_over_copies(t: torch.Tensor, k: int) -> torch.Tensor:
+    """(k * b, d) outputs of k copies of a batch -> their mean per input, (b, d)."""
+    return t.reshape(k, -1, t.shape[-1]).mean(0)

@@ -18,13 +18,10 @@ distance.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 
-from retroscope.core.learner import Learner
 from retroscope.core.targets import BinnedTargets
+from retroscope.train.network_learner import NetworkLearner
 
 
 def binned_targets(task) -> BinnedTargets:
@@ -35,89 +32,43 @@ def binned_targets(task) -> BinnedTargets:
     return task.targets
 
 
-class ClassificationLearner(Learner):
+class ClassificationLearner(NetworkLearner):
     name = "classification"
-    defaults = {"batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4}
-    objective_name = "minus the best validation loss"
     combines_sequences = False
 
     def targets(self, task, params, labels):
         """The class index of every row (``BinnedTargets.encode``), (n,) int64."""
         return torch.from_numpy(binned_targets(task).encode(params))
 
-    def fit(self, task, cfg, out, resume=False, progress=True, callbacks=None) -> dict:
-        """Cross-entropy with ``cfg.optimizer``'s schedule, early stopping on the validation
-        loss; then temperature, conformal sets and the OOD model (:mod:`.calibration`).
-        ``cfg.init_from``/``cfg.freeze`` start from another classifier run's weights."""
+    def build_network(self, task, cfg):
+        """A network with one logit per class."""
+        from retroscope.learners.classification.module import Classifier
+
+        return Classifier(cfg.model, cfg.model_kwargs, binned_targets(task).n_classes)
+
+    def build_module(self, task, network, cfg, steps_per_epoch):
+        """Cross-entropy, accuracy per epoch (:mod:`.module`)."""
+        from retroscope.learners.classification.module import ClassificationModule
+
+        return ClassificationModule(network, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                                    optimizer=cfg.optimizer, momentum=cfg.momentum,
+                                    step_size=cfg.step_size, decay=cfg.decay)
+
+    def calibrate_and_save(self, task, network, cfg, out, train_set, val_set) -> dict:
+        """Temperature, conformal sets and the OOD model (:mod:`.calibration`)."""
         from retroscope.learners.classification.calibration import calibrate_and_save
-        from retroscope.learners.classification.module import Classifier, ClassificationModule
-        from retroscope.train.network import prepare_network
-        from retroscope.train.trainer import fit_best, make_trainer, prepare_data
 
-        n_classes = binned_targets(task).n_classes
-        train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
-        network = prepare_network(Classifier(cfg.model, cfg.model_kwargs, n_classes), cfg,
-                                  train_set)
-        module = ClassificationModule(network, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                      epochs=cfg.epochs, steps_per_epoch=len(train_loader),
-                                      optimizer=cfg.optimizer, momentum=cfg.momentum,
-                                      step_size=cfg.step_size, decay=cfg.decay)
-        trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", len(train_loader), callbacks,
-                                     progress, early_stopping=True)
-        summary = fit_best(trainer, ckpt, module, train_loader, val_loader, out, resume)
-        network = module.network.cpu().eval().to(memory_format=torch.contiguous_format)
-        summary.update(calibrate_and_save(task, network, cfg, out, train_set, val_set))
-        summary.update({"n_train": len(train_set), "n_val": len(val_set)})
-        train_set.close()
-        val_set.close()
-        return summary
+        return calibrate_and_save(task, network, cfg, out, train_set, val_set)
 
-    def recalibrate(self, run_dir, data=None) -> dict:
-        """Refit the temperature, the conformal sets and the OOD model on the validation
-        split of ``data``."""
-        from retroscope.data.dataset import ShardDataset
-        from retroscope.learners.classification.calibration import calibrate_and_save
-        from retroscope.learners.classification.predictor import Predictor
-        from retroscope.runs import read_config
-        from retroscope.train.config import TrainConfig
-
-        cfg = TrainConfig(**read_config(run_dir))
-        predictor = Predictor(run_dir, device="cpu")
-        data = Path(data or cfg.data)
-        sets = [ShardDataset(data, predictor.task, split, in_memory=True, learner=self)
-                for split in ("train", "val")]
-        try:
-            return calibrate_and_save(predictor.task, predictor.network, cfg, Path(run_dir),
-                                      *sets)
-        finally:
-            for s in sets:
-                s.close()
-
-    def default_space(self) -> tuple:
-        """The peak learning rate and the weight decay."""
-        from retroscope.train.tune import Hyperparameter
-
-        return (Hyperparameter("lr", 1e-4, 1e-2, log=True),
-                Hyperparameter("weight_decay", 1e-6, 1e-2, log=True))
-
-    def objective(self, summary: dict) -> float:
-        value = summary.get("best_val_loss")
-        if value is None or not np.isfinite(value):
-            raise RuntimeError("trial summary has no finite best_val_loss")
-        return -float(value)
-
-    def predictor(self, run_dir, device=None, **options):
+    def predictor_class(self):
         from retroscope.learners.classification.predictor import Predictor
 
-        self.refuse_options("prediction", options)
-        return Predictor(run_dir, device=device)
+        return Predictor
 
     def headline(self, task) -> list[str]:
         """The class, its calibrated probability, the conformal set and the OOD flag."""
         return ["class_label", "probability", "set", "ood"]
-
-    def predict_rows(self, predictor, items):
-        return predictor.rows(items)
 
     def evaluate(self, run_dir, data, split="test", out=None, **options) -> dict:
         from retroscope.learners.classification.evaluation import evaluate

@@ -29,6 +29,7 @@ from scipy.special import log_softmax, softmax
 
 from retroscope.io.atomic import write_json_atomic
 from retroscope.runs import CALIBRATION, save_weights
+from retroscope.train.network import mean_over_copies, symmetrised_batches
 from retroscope.train.trainer import clean_rows
 from retroscope.train.uncertainty import FeatureDensity, conformal_quantile, ood_quantile
 
@@ -45,20 +46,10 @@ def run_classifier(network, inputs, batch_size: int = 256, device: str = "cpu",
     of dims, and logits and features are averaged over the copies."""
     network = network.to(device).eval()
     logits, feats = [], []
-    n = len(inputs)
-    views = [()] + [tuple(f) for f in flips]
-    for start in range(0, n, batch_size):
-        if isinstance(inputs, np.ndarray):
-            x = torch.from_numpy(inputs[start:start + batch_size])
-        else:
-            x = torch.stack([inputs[i][0] for i in range(start, min(n, start + batch_size))])
-        x = x.to(device=device, dtype=torch.float32)
-        if len(views) > 1:  # all views in one forward pass, then averaged per input
-            x = torch.cat([torch.flip(x, dims) if dims else x for dims in views])
+    for x, k in symmetrised_batches(inputs, batch_size, device, flips):
         out, features = network.forward_with_features(x)
-        k = len(views)
-        logits.append(out.reshape(k, -1, out.shape[-1]).mean(0).cpu().numpy())
-        feats.append(features.reshape(k, -1, features.shape[-1]).mean(0).cpu().numpy())
+        logits.append(mean_over_copies(out, k).cpu().numpy())
+        feats.append(mean_over_copies(features, k).cpu().numpy())
     return (np.concatenate(logits).astype(np.float64),
             np.concatenate(feats).astype(np.float64))
 

@@ -18,6 +18,7 @@ import torch
 
 from retroscope.io.atomic import write_json_atomic
 from retroscope.runs import CALIBRATION, save_weights
+from retroscope.train.network import mean_over_copies, symmetrised_batches
 from retroscope.train.trainer import clean_rows
 from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity, ood_quantile
 
@@ -33,22 +34,11 @@ def run_network(network, inputs, batch_size: int = 256, device: str = "cpu",
     tuple of dims, and mean, variance and features are averaged over the copies."""
     network = network.to(device).eval()
     means, sigmas, feats = [], [], []
-    n = len(inputs)
-    views = [()] + [tuple(f) for f in flips]
-    for start in range(0, n, batch_size):
-        if isinstance(inputs, np.ndarray):
-            x = torch.from_numpy(inputs[start:start + batch_size])
-        else:
-            x = torch.stack([inputs[i][0] for i in range(start, min(n, start + batch_size))])
-        x = x.to(device=device, dtype=torch.float32)
-        if len(views) > 1:  # all views in one forward pass, then averaged per input
-            x = torch.cat([torch.flip(x, dims) if dims else x for dims in views])
+    for x, k in symmetrised_batches(inputs, batch_size, device, flips):
         mean, logvar, features = network.forward_with_features(x)
-        k = len(views)
-        means.append(mean.reshape(k, -1, mean.shape[-1]).mean(0).cpu().numpy())
-        var = torch.exp(logvar).reshape(k, -1, logvar.shape[-1]).mean(0)
-        sigmas.append(torch.sqrt(var).cpu().numpy())
-        feats.append(features.reshape(k, -1, features.shape[-1]).mean(0).cpu().numpy())
+        means.append(mean_over_copies(mean, k).cpu().numpy())
+        sigmas.append(torch.sqrt(mean_over_copies(torch.exp(logvar), k)).cpu().numpy())
+        feats.append(mean_over_copies(features, k).cpu().numpy())
     return np.concatenate(means), np.concatenate(sigmas), np.concatenate(feats)
 
 
