@@ -191,3 +191,49 @@ def test_interpolation_needs_a_fixed_cep():
     task = PmdTask(PmdSettings(ranges=PmdRanges(cep_rad=(0.0, 6.0))))
     with pytest.raises(ValueError, match="cep_rad varies"):
         write_interpolated_maps("unused", task, [2.0], [2e14], np.ones((1, *SHAPE)), "x")
+
+
+def test_interpolation_between_training_maps_only_and_merged(tmp_path):
+    """``retroscope pmd interpolate`` draws points inside the hull of the training rows of a
+    campaign, interpolates only from those rows (a validation or test map must not leak into
+    training), and its derived set merges with the campaign leaving validation and test as
+    they were."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from retroscope.cli import app
+    from retroscope.data.merge import merge_datasets
+
+    data, extra = tmp_path / "focal", tmp_path / "interp"
+    config = json.dumps({"preset": "smoke", "focal_points": 2,
+                         "ranges": {"r_bohr": [1, 8], "intensity_w_cm2": [1e14, 2e14]}})
+    runner = CliRunner()
+    result = runner.invoke(app, ["simulate", "pmd", "--n", "40", "--out", str(data),
+                                 "--workers", "1", "--shard-size", "20", "--config", config])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["pmd", "interpolate", str(data), "--n", "12",
+                                 "--out", str(extra), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    task = get_task("pmd").with_config(**Manifest.load(data).config)
+    train = ShardDataset(data, task, "train")
+    made = ShardDataset(extra, task, "train")
+    assert len(made) == 12 and "training maps" in Manifest.load(extra).derived["source"]
+    r, i = train.params["r_bohr"], train.params["intensity_w_cm2"]
+    assert np.all((made.params["r_bohr"] >= r.min()) & (made.params["r_bohr"] <= r.max()))
+    assert np.all((made.params["intensity_w_cm2"] >= i.min())
+                  & (made.params["intensity_w_cm2"] <= i.max()))
+    # the interpolation uses the training rows alone: redoing it from them gives the maps
+    maps = np.stack([train.observable(k) for k in range(len(train))])
+    again = interpolate_maps(r, i, maps, made.params["r_bohr"], made.params["intensity_w_cm2"])
+    np.testing.assert_allclose(np.stack([made.observable(k) for k in range(12)]), again,
+                               rtol=1e-4)
+    merged = tmp_path / "merged"
+    merge_datasets([data, extra], merged)
+    for split in ("val", "test"):
+        before, after = ShardDataset(data, task, split), ShardDataset(merged, task, split)
+        np.testing.assert_array_equal(before.params["r_bohr"], after.params["r_bohr"])
+    assert len(ShardDataset(merged, task, "train")) == len(train) + 12
+    result = runner.invoke(app, ["pmd", "interpolate", str(data), "--n", "5",
+                                 "--out", str(extra)])
+    assert result.exit_code == 1 and "already exists" in result.output

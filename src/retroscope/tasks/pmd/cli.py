@@ -3,7 +3,9 @@
 ``retroscope pmd study sample-size|cep|one-d|alternatives|transfer|dictionary DATA ...
 --out DIR``
 trains and scores through the shared pipeline and writes ``DIR/<study>.json`` with the
-paper's numbers beside ours (:mod:`retroscope.tasks.pmd.studies`). Make the data sets with
+paper's numbers beside ours (:mod:`retroscope.tasks.pmd.studies`).
+``retroscope pmd interpolate DATA --n N --out DIR`` adds maps interpolated in the (R, I0)
+plane between the training maps of DATA (Sec. II B; :mod:`retroscope.tasks.pmd.focal`). Make the data sets with
 ``retroscope simulate pmd --config '{"preset": "fast", ...}'`` first.
 """
 
@@ -134,3 +136,24 @@ def dictionary(
     from retroscope.tasks.pmd.studies import dictionary as study_run
 
     _print(study_run(data, out, minutes, per_cell))
+
+
+@app.command("interpolate")
+def interpolate(
+    data: Annotated[Path, typer.Argument(help="dataset, e.g. focal-volume averaged maps")],
+    out: Annotated[Path, typer.Option("--out", help="new dataset of derived rows")],
+    n: Annotated[int, typer.Option("--n", help="maps to interpolate")] = 500,
+    seed: Annotated[int, typer.Option(help="seed of the random (R, I0) points")] = 0,
+) -> None:
+    """Maps interpolated between the training maps of DATA (Sec. II B): derived rows, only
+    ever training data; merge them with DATA (`retroscope merge`)."""
+    from retroscope.data.shards import DatasetError
+    from retroscope.tasks.pmd.focal import interpolate_training_split
+
+    try:
+        manifest = interpolate_training_split(data, out, n, seed)
+    except (DatasetError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    console.print(f"{manifest.n} interpolated maps in {out} (derived rows: training only); "
+                  f"merge them: retroscope merge {data} {out} --out MERGED")

@@ -172,6 +172,40 @@ def write_interpolated_maps(out: Path, task: Task, r_bohr, intensity_w_cm2, maps
     return write_derived_dataset(out, task, params, data, source, shard_size)
 
 
+def interpolate_training_split(data: Path, out: Path, n: int, seed: int = 0) -> Manifest:
+    """``n`` maps interpolated (:func:`interpolate_maps`, log) at random points of the (R, I0)
+    plane inside the convex hull of the *training* rows of the dataset ``data`` (typically
+    focal-volume averaged), stored as the derived dataset ``out`` of the same settings, to be
+    merged with ``data`` (``retroscope merge``). Only training rows are interpolated from: a
+    map built from a validation or test map would carry its answer into training."""
+    from scipy.spatial import Delaunay
+
+    from retroscope.core.registry import get_task
+    from retroscope.data.dataset import ShardDataset
+
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    data = Path(data)
+    task = get_task(Manifest.load(data).task).with_config(**Manifest.load(data).config)
+    ds = ShardDataset(data, task, "train", in_memory=True)
+    r, i0 = ds.params["r_bohr"], ds.params["intensity_w_cm2"]
+    maps = np.stack([ds.observable(k) for k in range(len(ds))])
+    ds.close()
+    pts = np.column_stack([r, i0])
+    low, span = pts.min(axis=0), np.ptp(pts, axis=0)
+    hull = Delaunay((pts - low) / span)  # as interpolate_maps scales them
+    rng = np.random.default_rng(seed)
+    unit = np.empty((0, 2))
+    while len(unit) < n:  # uniform in the bounding box, kept where inside the hull
+        draw = rng.uniform(size=(2 * n, 2))
+        unit = np.concatenate([unit, draw[hull.find_simplex(draw) >= 0]])
+    new = low + unit[:n] * span
+    made = interpolate_maps(r, i0, maps, new[:, 0], new[:, 1])
+    source = (f"log-linear interpolation (Delaunay, R and I0 scaled to [0, 1]) of the "
+              f"{len(maps)} training maps of {data} at {n} random points, seed {seed}")
+    return write_interpolated_maps(out, task, new[:, 0], new[:, 1], made, source)
+
+
 def _intensities(intensity_w_cm2, peak_w_cm2: float) -> np.ndarray:
     i = np.asarray(intensity_w_cm2, dtype=np.float64)
     if not peak_w_cm2 > 0 or np.any(i <= 0) or np.any(i > peak_w_cm2 * (1 + 1e-9)):
