@@ -70,6 +70,19 @@ def test_studies_run_end_to_end_on_smoke_maps(tmp_path):
     assert (tmp_path / "sample-size" / "sample-size.png").exists()
     words = json.loads((tmp_path / "dictionary" / "dictionary.json").read_text())
     assert set(words["accuracy"]) == {"occlusion", "gradcam", "lime", "random"}
+    cep = tmp_path / "cep"
+    assert runner.invoke(app, ["simulate", "pmd", "--n", "120", "--out", str(cep),
+                               "--workers", "1", "--shard-size", "60", "--config",
+                               json.dumps({"preset": "smoke", "r_bohr": [1, 8],
+                                           "intensity_w_cm2": [1e14, 2e14],
+                                           "cep_rad": [0, 6.283]})]).exit_code == 0
+    result = runner.invoke(app, ["pmd", "study", "transfer", str(data),
+                                 str(tmp_path / "sample-size" / "n160"), f"cep={cep}",
+                                 "--out", str(tmp_path / "tl"), "--minutes", "0.05"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "tl" / "transfer.json").read_text())["columns"]["cep"]
+    assert {"cnn", "cnn_tl", "new_cnn", "dc_mse", "dc_sift", "svm_hog", "dt_hog"} <= set(table)
+    assert table["cnn_tl"]["n_train"] == table["new_cnn"]["n_train"] > 0
 
 
 def test_random_patches_are_windows_covering_at_least_the_area():

@@ -163,21 +163,28 @@ def one_d(data: Path, out: Path, minutes: float) -> dict:
     return result
 
 
-def score_alternatives(train_data: Path, test_data: Path, methods: list[str],
-                       max_test: int | None = None) -> dict:
-    """MAE_R, MAE_I and seconds per map of each alternative fitted on the training split of
-    ``train_data`` and scored on the test split of ``test_data``."""
+def fit_alternatives(train_data: Path, methods: list[str]) -> dict:
+    """Each alternative fitted on the training split of ``train_data``: {method: (fitted,
+    seconds to fit)}."""
     task, train_maps, train_params = _split(train_data, "train")
-    _, test_maps, test_params = _split(test_data, "test")
-    if max_test is not None:
-        test_maps = test_maps[:max_test]
-        test_params = {k: v[:max_test] for k, v in test_params.items()}
-    rows = {}
+    fitted = {}
     for method in methods:
         alt = task.baseline(method=method)
         t0 = time.perf_counter()
         alt.fit(train_maps, train_params)
-        fit_s = time.perf_counter() - t0
+        fitted[method] = (alt, time.perf_counter() - t0, len(train_maps))
+    return fitted
+
+
+def score_fitted(fitted: dict, test_data: Path, max_test: int | None = None) -> dict:
+    """MAE_R, MAE_I and ms per map of the fitted alternatives on the test split of
+    ``test_data``."""
+    task, test_maps, test_params = _split(test_data, "test")
+    if max_test is not None:
+        test_maps = test_maps[:max_test]
+        test_params = {k: v[:max_test] for k, v in test_params.items()}
+    rows = {}
+    for method, (alt, fit_s, n_train) in fitted.items():
         t0 = time.perf_counter()
         guess = alt.predict(test_maps)
         per_map = (time.perf_counter() - t0) / max(len(test_maps), 1)
@@ -185,7 +192,7 @@ def score_alternatives(train_data: Path, test_data: Path, methods: list[str],
         rows[method] = {"mae_r_bohr": float(errors["r_abs_error_bohr"].mean()),
                         "mae_i_1e14_w_cm2": float(errors["intensity_abs_error_1e14_w_cm2"].mean()),
                         "fit_s": fit_s, "ms_per_map": 1e3 * per_map,
-                        "n_train": len(train_maps), "n_test": len(test_maps)}
+                        "n_train": n_train, "n_test": len(test_maps)}
     return rows
 
 
@@ -193,7 +200,7 @@ def alternatives(data: Path, out: Path, run: Path | None, methods: list[str],
                  max_test: int | None = None) -> dict:
     """Sec. V in distribution: every alternative on the same splits as the network."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = score_alternatives(data, data, methods, max_test)
+    rows = score_fitted(fit_alternatives(data, methods), data, max_test)
     if run is not None:
         rows["network"] = _score(Path(run), data)
     result = {"study": "alternatives", "data": str(data), "rows": rows,
@@ -207,22 +214,30 @@ def transfer(base_data: Path, base_run: Path, sets: dict[str, Path], out: Path,
              methods: tuple[str, ...] = ("dc_mse", "dc_sift", "svm_hog", "dt_hog")) -> dict:
     """Table I: for each named set, the base network, the network after transfer learning on
     the set's training split, a new network on that split alone, and the alternatives fitted
-    on the base set, all scored on the set's test split."""
+    on the base set, all scored on the set's test split. ``OUT/transfer.json`` is rewritten
+    after each column; finished runs are kept, so a rerun goes on where it stopped."""
     out.mkdir(parents=True, exist_ok=True)
-    columns = {}
+    fitted = fit_alternatives(base_data, list(methods))
+    result = {"study": "transfer", "base_data": str(base_data), "base_run": str(base_run),
+              "frozen_blocks": frozen, "lr": lr, "minutes_per_run": minutes,
+              "columns": {}, "paper": PAPER["table_1"]}
     for name, data in sets.items():
         col = {"cnn": _score(Path(base_run), data)}
         tl = _train(data, out / name / "tl", minutes, init_from=str(base_run), freeze=frozen,
                     lr=lr)
-        col["cnn_tl"] = _score(tl, data)
-        col["new_cnn"] = _score(_train(data, out / name / "new", minutes, lr=lr), data)
-        col.update(score_alternatives(base_data, data, list(methods)))
-        columns[name] = col
-    result = {"study": "transfer", "base_data": str(base_data), "base_run": str(base_run),
-              "frozen_blocks": frozen, "lr": lr, "minutes_per_run": minutes,
-              "columns": columns, "paper": PAPER["table_1"]}
-    write_json_atomic(out / "transfer.json", result)
+        col["cnn_tl"] = {**_score(tl, data), **_n_train(tl)}
+        new = _train(data, out / name / "new", minutes, lr=lr)
+        col["new_cnn"] = {**_score(new, data), **_n_train(new)}
+        col.update(score_fitted(fitted, data))
+        result["columns"][name] = col
+        write_json_atomic(out / "transfer.json", result)
     return result
+
+
+def _n_train(run: Path) -> dict:
+    summary = json.loads((run / "train_summary.json").read_text())
+    return {"n_train": int(summary["n_train"]), "epochs_run": summary["epochs_run"],
+            "train_seconds": summary["train_seconds"]}
 
 
 def _class_probability(network, k: int):
