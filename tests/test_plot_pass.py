@@ -115,11 +115,15 @@ def _classification(tmp, rng):
 
 
 def _pmd_studies(tmp, rng):
-    from retroscope.tasks.pmd.studies import _learning_curve
+    from retroscope.tasks.pmd.studies import PAPER, _learning_curve, _table_figure
 
     rows = [{"n_train": n, "mae_r_bohr": 3 * n ** -0.5 + 0.1} for n in (100, 300, 900)]
     _learning_curve({"rows": rows, "fit": {"a": 3.0, "b": -0.5, "c": 0.1}}, tmp / "lc.png")
     _learning_curve({"rows": rows[:1]}, tmp / "one.png")
+    columns = {name: {key: {"mae_r_bohr": float(v)} for key, v in
+                      zip(("cnn", "cnn_tl", "new_cnn", "dc_mse"), rng.uniform(0.05, 3, 4))}
+               for name in ("r_8_12", "heh", "elsewhere")}
+    _table_figure({"columns": columns, "paper": PAPER["table_1"]}, tmp / "table.png")
 
 
 DRAWERS = {
@@ -131,7 +135,7 @@ DRAWERS = {
     _tuning: {"best_so_far_plot", "slices_plot"},
     _explain: {"attribution_plot"},
     _classification: {"confusion_plot"},
-    _pmd_studies: {"_learning_curve"},
+    _pmd_studies: {"_learning_curve", "_table_figure"},
 }
 
 

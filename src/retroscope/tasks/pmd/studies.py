@@ -231,6 +231,7 @@ def transfer(base_data: Path, base_run: Path, sets: dict[str, Path], out: Path,
         col.update(score_fitted(fitted, data))
         result["columns"][name] = col
         write_json_atomic(out / "transfer.json", result)
+        _table_figure(result, out / "transfer.png")
     return result
 
 
@@ -372,4 +373,37 @@ def _learning_curve(result: dict, path: Path) -> None:
     ax.set_xlabel("training maps")
     ax.set_ylabel("MAE of R on the test split (bohr)")
     ax.legend()
+    save(fig, path)
+
+
+#: Table I's rows as the figure draws them: (key in a column, label)
+TABLE_ROWS = (("cnn", "CNN"), ("cnn_tl", "CNN + TL"), ("new_cnn", "new CNN"),
+              ("dc_mse", "DC + MSE"), ("dc_sift", "DC + SIFT"), ("svm_hog", "SVM + HOG"),
+              ("dt_hog", "DT + HOG"))
+
+
+def _table_figure(result: dict, path: Path) -> None:
+    """Table I as bars: MAE_R per column and method, ours (filled) beside the paper's
+    (hatched) where the column has the paper's name."""
+    from retroscope.plots import figure, save
+
+    columns = list(result["columns"])
+    paper = result.get("paper", {})
+    fig, (ax,) = figure(panel_size_in=(max(6.0, 1.8 * len(columns)), 4.0))
+    width = 0.8 / len(TABLE_ROWS)
+    x = np.arange(len(columns))
+    for j, (key, label) in enumerate(TABLE_ROWS):
+        ours = [result["columns"][c].get(key, {}).get("mae_r_bohr", np.nan) for c in columns]
+        bars = ax.bar(x + (j - len(TABLE_ROWS) / 2 + 0.5) * width, ours, width * 0.5,
+                      label=label, color=f"C{j}")
+        if key in paper and "columns" in paper:
+            theirs = [paper[key][paper["columns"].index(c)] if c in paper["columns"]
+                      else np.nan for c in columns]
+            ax.bar(np.asarray([b.get_x() for b in bars]) + width * 0.5, theirs, width * 0.5,
+                   color="none", edgecolor=f"C{j}", hatch="//")
+    ax.set_xticks(x, columns)
+    ax.set_yscale("log")
+    ax.set_xlabel("test set (hatched: the paper's Table I)")
+    ax.set_ylabel("MAE of R (bohr)")
+    ax.legend(ncol=4, fontsize="small")
     save(fig, path)
