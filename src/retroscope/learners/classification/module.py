@@ -28,7 +28,7 @@ class Classifier(NormalisedNetwork):
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, pooled features): one pass for predictions and OOD scores. The head stays
         in float32 under mixed precision (the calibration divides its logits)."""
-        features = self.body.embed(self.norm(x)).float()
+        features = self.body.embed(self.normalised(x)).float()
         with torch.autocast(device_type=x.device.type, enabled=False):
             logits = self.body.fc(self.body.dropout(features))
         return logits, features

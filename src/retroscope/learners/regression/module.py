@@ -38,7 +38,7 @@ class Network(NormalisedNetwork):
         top of the representation that the mean's loss shapes, and the likelihood's large
         gradients for confident misses never reach the shared body.
         """
-        features = self.body.embed(self.norm(x)).float()
+        features = self.body.embed(self.normalised(x)).float()
         # the head stays in float32 under mixed precision: a bfloat16 output carries only
         # about 3 significant digits, too few for a count of hundreds
         with torch.autocast(device_type=x.device.type, enabled=False):
