@@ -5,8 +5,9 @@
 trains and scores through the shared pipeline and writes ``DIR/<study>.json`` with the
 paper's numbers beside ours (:mod:`retroscope.tasks.pmd.studies`).
 ``retroscope pmd interpolate DATA --n N --out DIR`` adds maps interpolated in the (R, I0)
-plane between the training maps of DATA (Sec. II B; :mod:`retroscope.tasks.pmd.focal`). Make the data sets with
-``retroscope simulate pmd --config '{"preset": "fast", ...}'`` first.
+plane between the training maps of DATA (Sec. II B; :mod:`retroscope.tasks.pmd.focal`).
+Make the data sets with ``retroscope simulate pmd --config '{"preset": "fast", ...}'``
+first.
 """
 
 from __future__ import annotations

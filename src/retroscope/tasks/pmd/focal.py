@@ -186,7 +186,8 @@ def interpolate_training_split(data: Path, out: Path, n: int, seed: int = 0) -> 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     data = Path(data)
-    task = get_task(Manifest.load(data).task).with_config(**Manifest.load(data).config)
+    manifest = Manifest.load(data)
+    task = get_task(manifest.task).with_config(**manifest.config)
     ds = ShardDataset(data, task, "train", in_memory=True)
     r, i0 = ds.params["r_bohr"], ds.params["intensity_w_cm2"]
     maps = np.stack([ds.observable(k) for k in range(len(ds))])

@@ -165,7 +165,7 @@ def one_d(data: Path, out: Path, minutes: float) -> dict:
 
 def fit_alternatives(train_data: Path, methods: list[str]) -> dict:
     """Each alternative fitted on the training split of ``train_data``: {method: (fitted,
-    seconds to fit)}."""
+    seconds to fit, training maps)}."""
     task, train_maps, train_params = _split(train_data, "train")
     fitted = {}
     for method in methods:
