@@ -48,6 +48,19 @@ def test_split_is_hash_mod_7_and_independent_of_order():
         {k: v.astype(np.float64) for k, v in grid.items()}))
 
 
+def test_split_by_one_category_holds_whole_categories_out():
+    space = ParameterSpace(SPACE.parameters, split_by=("n_ions",))
+    record = space.sample_uniform(3000, np.random.default_rng(2))
+    codes = space.split_codes(record)
+    for n in np.unique(record["n_ions"]):
+        assert len(set(codes[record["n_ions"] == n])) == 1   # one split per ion number
+    assert len(set(codes)) > 3
+    assert ParameterSpace.from_dict(space.to_dict()) == space
+    assert "split_by" not in SPACE.to_dict()          # old manifests keep their hash
+    with pytest.raises(ParameterError, match="split_by"):
+        ParameterSpace(SPACE.parameters, split_by=("molecule",))
+
+
 def test_orientation_is_uniform_in_fundamental_domain():
     space = ParameterSpace((Orientation("orientation", group="I"),))
     q = space.sample_uniform(4000, np.random.default_rng(0))["orientation"]

@@ -189,15 +189,21 @@ class ParameterSpace:
     """An ordered collection of named parameters.
 
     Records are dicts ``{name: array}``; scalars have shape (n,), orientations (n, 4).
+    ``split_by``: the parameters the split hash reads (empty: all of them); hashing only a
+    categorical one (e.g. which molecule) holds whole categories out for validation and test.
     """
 
     parameters: tuple[Parameter, ...]
     fixed: dict = field(default_factory=dict)
+    split_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.parameters]
         if len(set(names)) != len(names):
             raise ParameterError(f"duplicate parameter names in {names}")
+        unknown = [s for s in self.split_by if s not in names]
+        if unknown:
+            raise ParameterError(f"split_by names {unknown}, not parameters of {names}")
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -279,17 +285,19 @@ class ParameterSpace:
     def split_codes(self, record: Record) -> np.ndarray:
         """Hash of each row modulo 7 (0 -> val, 1 -> test, 2..6 -> train).
 
-        The row is rendered with 12 significant digits per value, so the hash is stable under
-        float round-trips through storage but distinguishes any two distinct grid points.
+        The row (its ``split_by`` columns, else all) is rendered with 12 significant digits
+        per value, so the hash is stable under float round-trips through storage but
+        distinguishes any two distinct grid points.
         """
         n = self.validate(record)
         codes = np.empty(n, dtype=np.int64)
+        names = list(self.split_by) or self.names
         cols = [np.atleast_2d(np.asarray(record[name], dtype=np.float64).reshape(n, -1))
-                for name in self.names]
+                for name in names]
         for i in range(n):
             text = ";".join(
                 f"{name}=" + ",".join(f"{v:.12g}" for v in col[i])
-                for name, col in zip(self.names, cols)
+                for name, col in zip(names, cols)
             )
             digest = hashlib.sha256(text.encode()).digest()
             codes[i] = int.from_bytes(digest[:8], "little") % 7
@@ -302,11 +310,15 @@ class ParameterSpace:
 
     # -- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"parameters": [p.to_dict() for p in self.parameters], "fixed": self.fixed}
+        out = {"parameters": [p.to_dict() for p in self.parameters], "fixed": self.fixed}
+        if self.split_by:  # absent when all columns are hashed (manifests before it)
+            out["split_by"] = list(self.split_by)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> ParameterSpace:
-        return cls(tuple(_parameter_from_dict(p) for p in d["parameters"]), dict(d.get("fixed", {})))
+        return cls(tuple(_parameter_from_dict(p) for p in d["parameters"]),
+                   dict(d.get("fixed", {})), tuple(d.get("split_by", ())))
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, unit, range) rows for tables."""

@@ -1,0 +1,117 @@
+"""The ``explosion`` task: atom positions before a Coulomb explosion from the ions' momenta,
+after MOLEXA (Li et al., Nat. Commun. 2026; arXiv 2511.00179).
+
+Simulation settings (:class:`ExplosionSettings`, hashed into a data set's manifest): which g2
+molecules, the cheap (instantaneous charging) or precise (charge-up during the pulse) mode,
+the conformer model and the charge table. Parameters per event: the molecule, how many atoms
+are displaced and by how much, the pulse FWHM (precise mode) and the lab orientation; the
+split hash reads only the molecule when ``split_by_molecule`` is set, so whole molecules are
+held out for validation and test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from retroscope.core.params import Choice, Orientation, ParameterSpace, Scalar
+from retroscope.core.task import ModelSpec, Task
+from retroscope.tasks.explosion.charges import DEFAULT_AUGER_FS, DEFAULT_CHARGE_RANGES
+from retroscope.tasks.explosion.events import EVENT_KEYS, simulate_events
+from retroscope.tasks.explosion.molecules import ELEMENTS, atomic_numbers, g2_names
+
+
+def _default_molecules() -> tuple[str, ...]:
+    """The g2 molecules of 2-7 atoms of MOLEXA's elements (MOLEXA trains on 2-7 atoms and
+    tests 8-9)."""
+    return g2_names(max_atoms=7)
+
+
+@dataclass(frozen=True)
+class ExplosionSettings:
+    """What the stored events depend on."""
+
+    molecules: tuple[str, ...] = field(default_factory=_default_molecules)
+    #: "cheap": every charge at t = 0; "precise": unit charges arrive during the pulse
+    mode: Literal["cheap", "precise"] = "cheap"
+    #: at most this many atoms are displaced from equilibrium (at least one)
+    max_displaced: int = 2
+    displacement_angstrom: tuple[float, float] = (0.1, 0.3)
+    #: Gaussian jitter of every atom (zero-point spread), angstrom per coordinate
+    jitter_angstrom: float = 0.05
+    pulse_fwhm_fs: tuple[float, float] = (2.0, 30.0)
+    auger_fs: float = DEFAULT_AUGER_FS
+    #: inclusive (lowest, highest) final charge per element
+    charge_ranges: dict = field(default_factory=lambda: dict(DEFAULT_CHARGE_RANGES))
+    #: hash only the molecule for the split (whole molecules held out)
+    split_by_molecule: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.molecules:
+            raise ValueError("molecules: give at least one g2 name")
+        if self.max_displaced < 1:
+            raise ValueError(f"max_displaced must be >= 1, got {self.max_displaced}")
+        lo, hi = self.displacement_angstrom
+        if not 0 <= lo <= hi:
+            raise ValueError(f"displacement_angstrom must be 0 <= low <= high, got {(lo, hi)}")
+        lo, hi = self.pulse_fwhm_fs
+        if not 0 <= lo <= hi:
+            raise ValueError(f"pulse_fwhm_fs must be 0 <= low <= high, got {(lo, hi)}")
+        if self.jitter_angstrom < 0 or self.auger_fs < 0:
+            raise ValueError("jitter_angstrom and auger_fs must be >= 0")
+        missing = sorted(set(ELEMENTS) - set(self.charge_ranges))
+        if missing:
+            raise ValueError(f"charge_ranges lacks {missing}")
+
+    @property
+    def max_charge(self) -> int:
+        """The highest charge any element can reach (the width of the stored times)."""
+        z = dict(zip(ELEMENTS, atomic_numbers(ELEMENTS)))
+        return int(max(min(int(hi), int(z[s])) for s, (_, hi) in self.charge_ranges.items()
+                       if s in z))
+
+
+class ExplosionTask(Task):
+    """Molecular geometry from the 3D momenta of the ions of one Coulomb explosion."""
+
+    name = "explosion"
+    title = "Coulomb-explosion imaging"
+    paper = "Li et al., Nat. Commun. (2026), doi:10.1038/s41467-026-70160-5 (MOLEXA)"
+    infers = "the position of every atom (bohr) before the blast, in the momentum frame"
+    observable = "momentum_au"
+    label_keys = tuple(k for k in EVENT_KEYS if k != "momentum_au")
+    learner = "geometry"
+    model = ModelSpec("ion_transformer")
+
+    def __init__(self, settings: ExplosionSettings | None = None, view=None) -> None:
+        self.settings = settings or ExplosionSettings()
+        self.view = view
+        s = self.settings
+        self.space = ParameterSpace(
+            (Choice("molecule", tuple(s.molecules), doc="g2 name"),
+             Scalar("displaced_atoms", "count", 1, s.max_displaced, integer=True,
+                    doc="atoms moved from equilibrium"),
+             Scalar("displacement_angstrom", "angstrom", *s.displacement_angstrom,
+                    doc="how far each displaced atom moved"),
+             Scalar("pulse_fwhm_fs", "fs", *s.pulse_fwhm_fs,
+                    doc="X-ray pulse FWHM (precise mode)"),
+             Orientation("orientation", doc="lab orientation of the molecule")),
+            split_by=("molecule",) if s.split_by_molecule else ())
+
+    def from_settings(self, settings: ExplosionSettings, view=None) -> ExplosionTask:
+        return type(self)(settings, view)
+
+    def with_molecules(self, names) -> ExplosionTask:
+        """The task with another molecule list (e.g. held-out molecules)."""
+        return self.from_settings(replace(self.settings, molecules=tuple(names)), self.view)
+
+    def simulate(self, params, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        s = self.settings
+        names = [s.molecules[int(i)] for i in params["molecule"]]
+        return simulate_events(names, params["displaced_atoms"],
+                               params["displacement_angstrom"], params["pulse_fwhm_fs"],
+                               params["orientation"], rng, precise=s.mode == "precise",
+                               auger_fs=s.auger_fs, jitter_angstrom=s.jitter_angstrom,
+                               charge_ranges=s.charge_ranges, max_charge=s.max_charge)

@@ -1,0 +1,71 @@
+"""Simulated events: stored arrays, determinism, and the split by molecule."""
+
+import numpy as np
+import pytest
+
+from retroscope.tasks.explosion import explode
+from retroscope.tasks.explosion.dynamics import coulomb_energy, kinetic_energy
+from retroscope.tasks.explosion.task import ExplosionSettings, ExplosionTask
+
+
+def simulate(task, n=24, seed=0):
+    params = task.space.sample_uniform(n, np.random.default_rng(seed))
+    return params, task.simulate(params, np.random.default_rng(seed + 100))
+
+
+def test_events_hold_consistent_padded_arrays():
+    task = ExplosionTask(ExplosionSettings(molecules=("H2O", "CH3CH2OH", "H2CCl2")))
+    params, ev = simulate(task)
+    assert ev["momentum_au"].shape == (24, 10, 3) and ev["position_bohr"].dtype == np.float32
+    assert set(task.label_keys) | {task.observable} == set(ev)
+    sizes = ev["mask"].sum(axis=1)
+    assert set(sizes) <= {3, 9, 5}
+    for i in range(len(sizes)):
+        k = sizes[i]
+        assert not ev["mask"][i, k:].any() and not ev["momentum_au"][i, k:].any()
+        pos = ev["position_bohr"][i, :k].astype(float)
+        assert np.allclose(pos.mean(axis=0), 0, atol=1e-5)
+        p = ev["momentum_au"][i, :k].astype(float)
+        assert np.abs(p.sum(axis=0)).max() < 1e-5 * np.abs(p).sum()
+        again = explode(pos, ev["charge"][i, :k], ev["mass_u"][i, :k])
+        assert np.abs(again - p).max() < 1e-4 * np.abs(p).max()
+        assert (ev["ionisation_times"][i, :k][np.isfinite(ev["ionisation_times"][i, :k])] == 0).all()
+    _, again = simulate(task)
+    assert all(np.array_equal(ev[k], again[k], equal_nan=True) for k in ev)
+
+
+def test_precise_events_charge_up_during_the_pulse():
+    cheap = ExplosionTask(ExplosionSettings(molecules=("H2CCl2",), pulse_fwhm_fs=(20, 30)))
+    precise = cheap.from_settings(ExplosionSettings(molecules=("H2CCl2",), mode="precise",
+                                                    pulse_fwhm_fs=(20, 30)))
+    _, ev = simulate(precise, n=6)
+    for i in range(6):
+        k = ev["mask"][i].sum()
+        m = ev["mass_u"][i, :k]
+        ker = kinetic_energy(ev["momentum_au"][i, :k].astype(float), m)
+        instant = coulomb_energy(ev["position_bohr"][i, :k], ev["charge"][i, :k])
+        assert ker < 0.95 * instant        # the molecule stretched while it charged
+        t = ev["ionisation_times"][i, :k]
+        assert (np.isfinite(t).sum(axis=1) == ev["charge"][i, :k]).all()
+        assert np.nanstd(t) > 5 * 41.3     # spread over femtoseconds
+    assert cheap.config() != precise.config()
+
+
+def test_split_by_molecule_holds_whole_molecules_out():
+    names = ("H2O", "CH4", "NH3", "CO2", "HCN", "C2H2", "H2CO", "CH3OH", "HCOOH", "N2O",
+             "SO2", "OCS", "CS2", "PH3")
+    task = ExplosionTask(ExplosionSettings(molecules=names, split_by_molecule=True))
+    params = task.space.sample_uniform(700, np.random.default_rng(1))
+    codes = task.space.split_codes(params)
+    for m in np.unique(params["molecule"]):
+        assert len(set(codes[params["molecule"] == m])) == 1
+    mixed = ExplosionTask(ExplosionSettings(molecules=names))
+    codes = mixed.space.split_codes(params)
+    assert len(set(codes[params["molecule"] == 0])) > 1
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="max_displaced"):
+        ExplosionSettings(max_displaced=0)
+    with pytest.raises(ValueError, match="unknown molecule"):
+        simulate(ExplosionTask(ExplosionSettings(molecules=("Unobtainium",))), n=2)
