@@ -12,7 +12,8 @@ training           ``defaults`` (its recipe's ``TrainConfig`` fields), ``fit`` (
 tuning             ``tuning_space`` (the task's, else the learner's), ``objective``
 prediction         ``predictor`` (a loaded run), ``predict_rows`` (one CSV row per answer),
                    ``headline`` (the columns a person reads first), ``combines_sequences``
-                   (whether rows of one object's images can be pooled)
+                   (whether rows of one object's images can be pooled), ``write_extras``
+                   (files beside the table, e.g. a structure per input)
 evaluation         ``evaluate`` (metrics.json and plots), ``report`` (how the metrics are
                    printed), ``demo_table`` (how predictions are shown next to the truth)
 =================  =========================================================================
@@ -95,6 +96,11 @@ class Learner(ABC):
         """Rows of answers for experimental inputs ``items`` = [(label, source file,
         observable, context)], and failures [(label, reason)] for inputs the network cannot
         take."""
+
+    def write_extras(self, predictor, rows: list[dict], out: Path) -> list[Path]:
+        """Files beside the result table ``out`` that this kind of answer has (e.g. one
+        structure file per input); returns their paths. None by default."""
+        return []
 
     # -- evaluation -----------------------------------------------------------------------
     @abstractmethod

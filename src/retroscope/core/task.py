@@ -415,3 +415,30 @@ class DetectionTask(Task):
         ``plot_dir``; ``refined`` = (objects, matches) of refined detections where the
         predictor refines. Empty by default."""
         return {}
+
+
+class GeometryTask(Task):
+    """A task whose input is a set of tokens (one row per detected particle, padded) and
+    whose answer is one 3D position per token, drawn from a generative model (the
+    ``geometry`` learner): the stored observable holds the tokens (n, N, C) with a zero
+    first column for padding, and the label array ``positions_label`` their true positions
+    (n, N, 3) in the frame of the token's vectors."""
+
+    learner = "geometry"
+    #: the stored label array of the true positions
+    positions_label: str = "position"
+    #: the unit of the positions
+    position_unit: str = ""
+
+    def network_input(self, observable: np.ndarray) -> np.ndarray:
+        """The tokens as they are, float32 (N, C)."""
+        return np.asarray(observable, dtype=np.float32)
+
+    def token_names(self, tokens: np.ndarray) -> list[str]:
+        """A name per real token of one input (N, C), for result rows (e.g. an element)."""
+        return [str(int(t[0])) for t in tokens if t[0] > 0]
+
+    def write_geometry(self, path: Path, names: list[str], positions: np.ndarray,
+                       comment: str = "") -> Path | None:
+        """Write one predicted geometry as the task's file format (e.g. XYZ); None: none."""
+        return None

@@ -51,6 +51,7 @@ def predict_files(run: Path, files: list[Path], settings: Path | None = None,
     failures = failures + refused
     if out is not None:
         write_rows(Path(out), rows, failures, fmt)
+        learner.write_extras(predictor, rows, Path(out))
     return rows, failures
 
 

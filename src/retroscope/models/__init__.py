@@ -6,7 +6,8 @@
 ``out_dim``, ``feature_dim``, ``config``) and the output layout of each head. The detection
 models of :mod:`retroscope.models.maskrcnn` (``maskrcnn_resnet18_fpn``,
 ``maskrcnn_resnet50_fpn``) take ``num_classes`` instead and follow torchvision's detection
-interface.
+interface. ``ion_transformer`` (:mod:`retroscope.models.ion_transformer`) reads sets of
+ions and denoises their positions (a diffusion model).
 """
 
 from retroscope.models.registry import (
@@ -19,6 +20,7 @@ from retroscope.models.registry import (
     set_activation,
     split_mean_logvar,
 )
+from retroscope.models.ion_transformer import IonTransformer  # registers ion_transformer
 from retroscope.models.maskrcnn import build_maskrcnn  # also registers the Mask R-CNN models
 from retroscope.models.plain_cnn import MLP, PlainCNN  # registers plain_cnn and mlp
 from retroscope.models.resnet import (
@@ -34,6 +36,7 @@ from retroscope.models.resnet import (
 __all__ = [
     "ACTIVATIONS",
     "HEADS",
+    "IonTransformer",
     "MLP",
     "PlainCNN",
     "STEMS",

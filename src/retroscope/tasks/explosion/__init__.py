@@ -13,5 +13,9 @@ from __future__ import annotations
 
 from retroscope.tasks.explosion.dynamics import explode, explode_batch, explode_reference
 from retroscope.tasks.explosion.molecules import molecule
+from retroscope.tasks.explosion.task import ExplosionTask
 
-__all__ = ["explode", "explode_batch", "explode_reference", "molecule"]
+TASK = ExplosionTask()
+
+__all__ = ["TASK", "ExplosionTask", "explode", "explode_batch", "explode_reference",
+           "molecule"]

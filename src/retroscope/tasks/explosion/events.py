@@ -7,14 +7,14 @@ charge by unit charge during the pulse (precise mode), and exploded (:mod:`.dyna
 Stored per event (arrays padded with zeros, ``mask`` marking the real atoms):
 
 =====================  ===============  ==================================================
-``z``                  (10,) int16      atomic number
-``charge``             (10,) int16      final charge (elementary charges)
+``ions``               (10, 5) float32  what a detector records per ion: atomic number Z,
+                                        charge q, momentum p_x, p_y, p_z (a.u., lab
+                                        frame); a padded row is all zero
 ``mass_u``             (10,) float32    atomic mass (u)
 ``position_bohr``      (10, 3) float32  position before the blast, lab frame, centroid 0
-``momentum_au``        (10, 3) float32  asymptotic momentum, lab frame
 ``mask``               (10,) bool       a real atom
-``ionisation_times``   (10, Q) float32  a.u., each unit charge's arrival (NaN beyond the
-                                        charge; all 0 in the cheap mode)
+``ionisation_times``   (10, Q) float32  a.u., each unit charge's arrival in time order (the
+                                        first q of the row count; all 0 in the cheap mode)
 =====================  ===============  ==================================================
 """
 
@@ -29,8 +29,9 @@ from retroscope.tasks.explosion.molecules import (MAX_ATOMS, atomic_numbers, con
                                                   masses_u, molecule)
 
 #: the stored arrays of one event
-EVENT_KEYS = ("z", "charge", "mass_u", "position_bohr", "momentum_au", "mask",
-              "ionisation_times")
+EVENT_KEYS = ("ions", "mass_u", "position_bohr", "mask", "ionisation_times")
+#: the columns of ``ions``
+ION_COLUMNS = ("z", "charge", "px_au", "py_au", "pz_au")
 
 
 def simulate_events(names, displaced, displacement_angstrom, pulse_fwhm_fs, orientation,
@@ -46,7 +47,7 @@ def simulate_events(names, displaced, displacement_angstrom, pulse_fwhm_fs, orie
            "mass_u": np.zeros((n, MAX_ATOMS), np.float32),
            "position_bohr": np.zeros((n, MAX_ATOMS, 3), np.float64),
            "mask": np.zeros((n, MAX_ATOMS), bool),
-           "ionisation_times": np.full((n, MAX_ATOMS, max_charge), np.nan)}
+           "ionisation_times": np.zeros((n, MAX_ATOMS, max_charge))}
     turn = Rotation.from_quat(np.asarray(orientation, float)).as_matrix()
     for i, name in enumerate(names):
         symbols, eq = molecule(name)
@@ -64,13 +65,15 @@ def simulate_events(names, displaced, displacement_angstrom, pulse_fwhm_fs, orie
         out["mass_u"][i, :k] = masses_u(symbols)
         out["position_bohr"][i, :k] = pos @ turn[i].T
         out["mask"][i, :k] = True
-        times = (ionisation_times(q, rng, float(pulse_fwhm_fs[i]), auger_fs) if precise
-                 else np.where(np.arange(max_charge)[None] < q[:, None], 0.0, np.nan))
-        out["ionisation_times"][i, :k, :times.shape[1]] = times
+        if precise:
+            times = ionisation_times(q, rng, float(pulse_fwhm_fs[i]), auger_fs)
+            out["ionisation_times"][i, :k, :times.shape[1]] = np.nan_to_num(times)
     exploded = integrate(out["position_bohr"], out["charge"], out["mass_u"],
-                         np.nan_to_num(out["ionisation_times"], nan=0.0) if precise else None,
+                         out["ionisation_times"] if precise else None,
                          mask=out["mask"])
-    out["momentum_au"] = exploded.momenta_au.astype(np.float32)
+    z, charge = out.pop("z"), out.pop("charge")
+    out["ions"] = np.concatenate([z[..., None], charge[..., None], exploded.momenta_au],
+                                 axis=-1).astype(np.float32)
     out["position_bohr"] = out["position_bohr"].astype(np.float32)
     out["ionisation_times"] = out["ionisation_times"].astype(np.float32)
     return out

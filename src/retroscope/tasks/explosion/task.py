@@ -12,14 +12,16 @@ held out for validation and test.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from retroscope.core.params import Choice, Orientation, ParameterSpace, Scalar
-from retroscope.core.task import ModelSpec, Task
+from retroscope.core.task import GeometryTask, ModelSpec
 from retroscope.tasks.explosion.charges import DEFAULT_AUGER_FS, DEFAULT_CHARGE_RANGES
-from retroscope.tasks.explosion.events import EVENT_KEYS, simulate_events
+from retroscope.tasks.explosion.events import EVENT_KEYS, ION_COLUMNS, simulate_events
+from retroscope.tasks.explosion.geometry import geometry_errors
 from retroscope.tasks.explosion.molecules import ELEMENTS, atomic_numbers, g2_names
 
 
@@ -73,17 +75,20 @@ class ExplosionSettings:
                        if s in z))
 
 
-class ExplosionTask(Task):
+class ExplosionTask(GeometryTask):
     """Molecular geometry from the 3D momenta of the ions of one Coulomb explosion."""
 
     name = "explosion"
     title = "Coulomb-explosion imaging"
     paper = "Li et al., Nat. Commun. (2026), doi:10.1038/s41467-026-70160-5 (MOLEXA)"
     infers = "the position of every atom (bohr) before the blast, in the momentum frame"
-    observable = "momentum_au"
-    label_keys = tuple(k for k in EVENT_KEYS if k != "momentum_au")
-    learner = "geometry"
+    observable = "ions"
+    label_keys = tuple(k for k in EVENT_KEYS if k != "ions")
+    positions_label = "position_bohr"
+    position_unit = "bohr"
     model = ModelSpec("ion_transformer")
+    #: the columns of one event's rows (the stored observable and what files give)
+    columns = ION_COLUMNS
 
     def __init__(self, settings: ExplosionSettings | None = None, view=None) -> None:
         self.settings = settings or ExplosionSettings()
@@ -115,3 +120,54 @@ class ExplosionTask(Task):
                                params["orientation"], rng, precise=s.mode == "precise",
                                auger_fs=s.auger_fs, jitter_angstrom=s.jitter_angstrom,
                                charge_ranges=s.charge_ranges, max_charge=s.max_charge)
+
+    # -- reading answers ------------------------------------------------------------------
+    def token_names(self, tokens: np.ndarray) -> list[str]:
+        """The element symbol of every real ion of one event (N, 5)."""
+        from ase.data import chemical_symbols
+
+        return [chemical_symbols[int(round(t[0]))] for t in tokens if t[0] > 0]
+
+    def metrics(self, true, pred) -> dict[str, np.ndarray]:
+        """Per event: mean |bond length error| (bohr), mean |bond angle error| (deg), share
+        of atoms within half their shortest bond (bonds of the true geometry)."""
+        z = np.rint(true["tokens"][..., 0]).astype(int)
+        errors = geometry_errors(z, true["position"], pred["position"])
+        return {k: v[np.isfinite(v)] for k, v in errors.items()}
+
+    def summary_metrics(self, true, pred) -> dict:
+        errors = self.metrics(true, pred)
+        share = errors["atoms_within_half_bond"]
+        return {"events_all_atoms_within_half_bond": float(np.mean(share == 1.0))
+                if len(share) else float("nan")}
+
+    # -- measured events ------------------------------------------------------------------
+    def check_settings(self, settings: dict, source: str = "settings") -> dict:
+        from retroscope.tasks.explosion.readers import check_settings
+
+        return check_settings(settings, source)
+
+    def read_experimental(self, paths, settings: dict | None = None):
+        """Events from CSV or HDF5 files (:mod:`.readers`): tokens (k, 5) per event with
+        the atoms of its formula that were not detected as query rows."""
+        from retroscope.tasks.explosion.readers import read_events
+
+        return read_events(paths, settings)
+
+    def frame_columns(self, context: dict) -> dict:
+        return {k: context[k] for k in ("formula", "momentum_imbalance", "imbalance_flag")
+                if k in context}
+
+    def write_geometry(self, path: Path, names: list[str], positions: np.ndarray,
+                       comment: str = "") -> Path:
+        """An XYZ file (angstrom) of one predicted geometry."""
+        from retroscope.io.atomic import atomic_write
+        from retroscope.tasks.explosion.molecules import BOHR_PER_ANGSTROM
+
+        lines = [str(len(names)), comment.replace("\n", " ")]
+        lines += [f"{n:<2s} {x / BOHR_PER_ANGSTROM:12.6f} {y / BOHR_PER_ANGSTROM:12.6f} "
+                  f"{z / BOHR_PER_ANGSTROM:12.6f}" for n, (x, y, z) in zip(names, positions)]
+        path = Path(path)
+        path = path if path.suffix == ".xyz" else path.with_name(path.name + ".xyz")
+        atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+        return path
