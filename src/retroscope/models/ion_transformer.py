@@ -10,9 +10,9 @@ permutation-equivariant: no positional encoding, so the k-th output belongs to t
   heaviest ion's momentum, the xy-plane holding the ion most orthogonal to it): the network
   reads and predicts in it.
 - :class:`IonEncoder`: token = embed(Z) + embed(q) + MLP(p / 100, log|p|) + embed(detected);
-  a pair tensor (B, N, N, d) from both tokens and the pair's relative momentum; ``depth``
-  blocks of masked attention along rows, then columns, then a transition MLP; node features
-  = token + masked mean of its pair row.
+  a pair tensor (B, N, N, pair_dim) from both tokens and the pair's relative momentum;
+  ``depth`` blocks of masked attention along rows, then columns, then a transition MLP; node
+  features = token + (a projection of) the masked mean of its pair row.
 - :class:`Denoiser`: the raw network F of an EDM denoiser (Karras et al., NeurIPS 2022):
   per ion the scaled noisy position, its node features and the noise level, ``denoiser_depth``
   masked self-attention blocks over the ions, three outputs per ion (zero-initialised).
@@ -93,7 +93,7 @@ class PairBlock(nn.Module):
         super().__init__()
         self.row_norm, self.col_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.row, self.col = Attention(dim, heads), Attention(dim, heads)
-        self.transition = Transition(dim)
+        self.transition = Transition(dim, factor=2)
 
     def forward(self, pair: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         b, n, _, d = pair.shape
@@ -106,17 +106,20 @@ class PairBlock(nn.Module):
 
 
 class IonEncoder(nn.Module):
-    """Ion tokens and their pair tensor -> node features (B, N, d)."""
+    """Ion tokens (width ``dim``) and their pair tensor (width ``pair_dim``) -> node
+    features (B, N, dim)."""
 
-    def __init__(self, dim: int, depth: int, heads: int) -> None:
+    def __init__(self, dim: int, depth: int, heads: int, pair_dim: int) -> None:
         super().__init__()
         self.z = nn.Embedding(MAX_Z, dim)
         self.charge = nn.Embedding(MAX_CHARGE, dim)
         self.detected = nn.Embedding(2, dim)
         self.momentum = nn.Sequential(nn.Linear(4, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.left, self.right = nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.relative = nn.Sequential(nn.Linear(5, dim), nn.GELU(), nn.Linear(dim, dim))
-        self.blocks = nn.ModuleList(PairBlock(dim, heads) for _ in range(depth))
+        self.left, self.right = nn.Linear(dim, pair_dim), nn.Linear(dim, pair_dim)
+        self.relative = nn.Sequential(nn.Linear(5, pair_dim), nn.GELU(),
+                                      nn.Linear(pair_dim, pair_dim))
+        self.blocks = nn.ModuleList(PairBlock(pair_dim, heads) for _ in range(depth))
+        self.pooled = nn.Linear(pair_dim, dim)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, ions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +143,7 @@ class IonEncoder(nn.Module):
             pair = block(pair, valid)
         w = valid[:, None, :, None].to(pair.dtype)
         pooled = (pair * w).sum(2) / w.sum(2).clamp(min=1.0)
-        return self.norm(token + pooled), valid
+        return self.norm(token + self.pooled(pooled)), valid
 
 
 class DenoiserBlock(nn.Module):
@@ -185,11 +188,11 @@ class IonTransformer(nn.Module):
     event (B, dim) for out-of-distribution scores."""
 
     def __init__(self, dim: int = 64, depth: int = 4, heads: int = 4,
-                 denoiser_depth: int = 2) -> None:
+                 denoiser_depth: int = 2, pair_dim: int = 32) -> None:
         super().__init__()
         self.config = {"dim": dim, "depth": depth, "heads": heads,
-                       "denoiser_depth": denoiser_depth}
-        self.encoder = IonEncoder(dim, depth, heads)
+                       "denoiser_depth": denoiser_depth, "pair_dim": pair_dim}
+        self.encoder = IonEncoder(dim, depth, heads, pair_dim)
         self.denoiser = Denoiser(dim, denoiser_depth, heads)
         self.feature_dim = dim
 
@@ -208,9 +211,11 @@ class IonTransformer(nn.Module):
 
 @register_model("ion_transformer")
 def ion_transformer(*, out_dim: int = 3, head: str = "diffusion", dim: int = 64,
-                    depth: int = 4, heads: int = 4, denoiser_depth: int = 2) -> IonTransformer:
-    """MOLEXA's pair-attention transformer with an EDM denoiser; CPU defaults d 64, 4 blocks,
-    4 heads, a 2-block denoiser (MOLEXA: 512 wide, 6 blocks, 32 heads)."""
+                    depth: int = 4, heads: int = 4, denoiser_depth: int = 2,
+                    pair_dim: int = 32) -> IonTransformer:
+    """MOLEXA's pair-attention transformer with an EDM denoiser; CPU defaults: tokens 64
+    wide, pairs 32, 4 pair blocks, 4 heads, a 2-block denoiser (MOLEXA: 512 wide, 6 blocks,
+    32 heads)."""
     if out_dim != 3 or head != "diffusion":
         raise ValueError("ion_transformer predicts 3 coordinates per ion (head 'diffusion')")
-    return IonTransformer(dim, depth, heads, denoiser_depth)
+    return IonTransformer(dim, depth, heads, denoiser_depth, pair_dim)

@@ -74,3 +74,33 @@ def test_bad_settings_are_refused():
         ExplosionSettings(max_displaced=0)
     with pytest.raises(ValueError, match="unknown molecule"):
         simulate(ExplosionTask(ExplosionSettings(molecules=("Unobtainium",))), n=2)
+
+
+def test_detector_drops_ions_keeps_formula_and_two_ions():
+    import torch
+
+    from retroscope.core.observe import OnlineObserver
+
+    task = ExplosionTask(ExplosionSettings(molecules=("CH3CH2OH",)))
+    _, ev = simulate(task, n=1)
+    x = torch.from_numpy(task.network_input(ev["ions"][0]))
+    lossy = task.with_config(detection_efficiency=[0.5, 0.5]).observe(train=True)
+    observer = OnlineObserver(lossy, seed=0)
+    detected = []
+    for i in range(400):
+        y = observer(x, index=i)
+        assert torch.equal(y[:, 0], x[:, 0])                   # the formula stays
+        d = y[:, 1] > 0
+        assert d.sum() >= 2 and not y[~d, 2:].any()            # missed: no charge, no p
+        assert torch.equal(y[d], x[d])                         # caught: untouched
+        detected.append(float(d.sum()))
+    assert abs(np.mean(detected) - 4.6) < 0.3                  # ~half of 9, at least 2
+    assert torch.equal(observer(x, index=7), observer(x, index=7))
+    assert task.observe(train=True) is None                    # default: a perfect detector
+    noisy = OnlineObserver(task.with_config(resolution_au=1.0).observe(True), seed=1)
+    diff = (noisy(x, index=0) - x)[:9, 2:]
+    assert 0.5 < float(diff.std()) < 1.5
+    dead = task.with_config(dead_pz_au=1e4).observe(True)       # every pair of identical ions
+    y = dead(x, torch.Generator().manual_seed(0))
+    hydrogens = (x[:, 0] == 1) & (x[:, 1] == 1)
+    assert int(((y[:, 1] > 0) & hydrogens).sum()) == 1         # only the first H survives

@@ -127,6 +127,8 @@ class GeometryModule(L.LightningModule):
 
     def _inputs(self, batch):
         ions, positions = batch
+        n = int((ions[..., 0] > 0).any(0).nonzero().max()) + 1   # trim common padding
+        ions, positions = ions[:, :n], positions[:, :n]
         ions_frame, rotation = self.network.frame(ions)
         target = torch.einsum("bij,bnj->bni", rotation, positions) / self.network.position_scale
         nodes, valid = self.network.condition(ions_frame)

@@ -4,7 +4,9 @@ CSV columns: ``event, element, charge, px_au, py_au, pz_au`` and optionally ``fo
 (a Hill formula such as ``C2H6O``, or a g2 name such as ``CH3CH2OH``); with momenta in
 kg m/s name the columns ``px, py, pz`` and set ``momentum_unit = "si"``. HDF5: either flat
 per-ion datasets ``/events/event_index, z, charge, momentum_au`` (m,), (m,), (m,), (m, 3), or
-padded ``/events/z, charge, momentum_au, mask`` of shape (n, N), (n, N), (n, N, 3), (n, N).
+padded ``/events/z, charge, momentum_au, mask`` of shape (n, N), (n, N), (n, N, 3), (n, N);
+optionally ``/events/formula``, one string per event (in the order of the padded rows, or of
+the sorted event indices).
 
 Settings: ``formula`` (for events without one: the atoms the molecule has, so that missed
 ions become query tokens), ``momentum_unit`` (``au`` or ``si``), ``complete`` (the events are
@@ -133,6 +135,8 @@ def _hdf5_events(path: Path, scale: float):
         if not need <= set(g):
             raise ValueError(f"{path}: /events lacks {sorted(need - set(g))}")
         z, q, p = g["z"][()], g["charge"][()], g["momentum_au"][()] * scale
+        formulas = ([v.decode() if isinstance(v, bytes) else str(v) for v in g["formula"][()]]
+                    if "formula" in g else None)
         if "event_index" in g:
             index = g["event_index"][()]
             groups = {int(e): np.flatnonzero(index == e) for e in np.unique(index)}
@@ -144,13 +148,16 @@ def _hdf5_events(path: Path, scale: float):
             groups = {int(e): flat[flat // width == e] for e in range(len(mask))}
         else:
             raise ValueError(f"{path}: /events needs event_index (flat) or mask (padded)")
-    for e, rows in groups.items():
+    if formulas is not None and len(formulas) != len(groups):
+        raise ValueError(f"{path}: /events/formula has {len(formulas)} entries for "
+                         f"{len(groups)} events")
+    for k, (e, rows) in enumerate(groups.items()):
         try:
             symbols = [chemical_symbols[int(v)] for v in z[rows]]
         except (IndexError, ValueError):
             yield str(e), ValueError(f"atomic numbers {z[rows].tolist()} are not elements"), None
             continue
-        yield str(e), (symbols, q[rows], p[rows]), None
+        yield str(e), (symbols, q[rows], p[rows]), formulas[k] if formulas else None
 
 
 def read_events(paths, settings: dict | None = None):
