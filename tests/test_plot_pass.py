@@ -126,6 +126,20 @@ def _pmd_studies(tmp, rng):
     _table_figure({"columns": columns, "paper": PAPER["table_1"]}, tmp / "table.png")
 
 
+def _explosion(tmp, rng):
+    from retroscope.tasks.explosion import TASK, molecule
+
+    _, pos = molecule("CH3CH2OH")
+    tokens = np.zeros((3, 10, 5))
+    tokens[:, :9, 0] = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    tokens[:, :9, 1] = 1
+    true = np.zeros((3, 10, 3))
+    true[:, :9] = pos
+    pred = true + rng.normal(scale=0.1, size=true.shape)
+    TASK.plots({"tokens": tokens, "position": true}, {"tokens": tokens, "position": pred},
+               tmp, {})
+
+
 DRAWERS = {
     # what each drawer renders: the names of the functions that write a plot
     _diffraction: {"plots", "error_histograms"},
@@ -136,6 +150,7 @@ DRAWERS = {
     _explain: {"attribution_plot"},
     _classification: {"confusion_plot"},
     _pmd_studies: {"_learning_curve", "_table_figure"},
+    _explosion: {"plots"},
 }
 
 

@@ -422,7 +422,10 @@ class GeometryTask(Task):
     whose answer is one 3D position per token, drawn from a generative model (the
     ``geometry`` learner): the stored observable holds the tokens (n, N, C) with a zero
     first column for padding, and the label array ``positions_label`` their true positions
-    (n, N, 3) in the frame of the token's vectors."""
+    (n, N, 3) in the frame of the token's vectors. Its ``baseline()`` (if any) returns an
+    object whose ``compare(tokens, params, true positions, network positions in the
+    canonical frame, rotations into it)`` scores the classical method against the network
+    on the same inputs; ``metrics(true, pred)`` receives records {"tokens", "position"}."""
 
     learner = "geometry"
     #: the stored label array of the true positions

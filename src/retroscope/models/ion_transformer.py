@@ -52,6 +52,10 @@ def momentum_frame(ions: torch.Tensor) -> torch.Tensor:
     cos[rows, anchor] = math.inf
     second = cos.argmin(dim=1)
     y = p[rows, second] - (p[rows, second] * x).sum(-1, keepdim=True) * x
+    # all momenta parallel (a linear molecule at rest): any perpendicular axis will do
+    axis = torch.eye(3, dtype=p.dtype, device=p.device)[x.abs().argmin(dim=1)]
+    degenerate = y.norm(dim=-1, keepdim=True) < 1e-9 * norm[rows, second, None]
+    y = torch.where(degenerate, torch.linalg.cross(x, axis), y)
     y = y / y.norm(dim=-1, keepdim=True).clamp(min=1e-300)
     return torch.stack([x, y, torch.linalg.cross(x, y)], dim=1).to(ions.dtype)
 

@@ -71,3 +71,19 @@ def test_kabsch_recovers_a_rotation_and_refuses_a_mirror():
     assert aligned_rmsd(pos, moved) < 1e-10
     mirror = pos * np.array([1.0, 1.0, -1.0])
     assert aligned_rmsd(mirror, pos) > 0.3   # bohr: a reflection is not a rotation
+
+
+def test_a_linear_molecule_still_has_a_frame():
+    from retroscope.tasks.explosion.molecules import masses_u as masses
+
+    symbols, pos = molecule("CO2")
+    p = explode(pos, [2, 1, 1], masses(symbols))
+    rot = canonical_rotation(p, atomic_numbers(symbols), [2, 1, 1])
+    assert np.allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+    import torch
+
+    from retroscope.models.ion_transformer import momentum_frame
+
+    ions = torch.tensor(np.c_[atomic_numbers(symbols), [2, 1, 1], p][None], dtype=torch.float64)
+    r = momentum_frame(ions)[0].numpy()
+    assert np.allclose(r @ r.T, np.eye(3), atol=1e-9) and np.allclose(r[0], rot[0])

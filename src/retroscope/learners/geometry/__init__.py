@@ -122,8 +122,11 @@ class GeometryLearner(Learner):
 
         progress = options.pop("progress", True)
         limit = options.pop("limit", None)
+        baseline_n = options.pop("baseline_n", 0) or 0
+        baseline_kwargs = options.pop("baseline_kwargs", None)
         self.refuse_options("evaluation", options)
-        return evaluate(run_dir, data, split, out=out, limit=limit, progress=progress)
+        return evaluate(run_dir, data, split, out=out, limit=limit, baseline_n=baseline_n,
+                        baseline_kwargs=baseline_kwargs, progress=progress)
 
     def report(self, metrics: dict) -> list:
         from retroscope.learners.geometry.evaluation import report

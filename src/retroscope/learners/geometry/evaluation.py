@@ -32,8 +32,12 @@ def aligned_rmsd(pred: np.ndarray, true: np.ndarray, real: np.ndarray) -> np.nda
 
 
 def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = None,
-             limit: int | None = None, progress: bool = True) -> dict:
-    """Score ``run_dir`` on ``split`` of ``data`` (its first ``limit`` events)."""
+             limit: int | None = None, baseline_n: int = 0, baseline_kwargs: dict | None = None,
+             progress: bool = True) -> dict:
+    """Score ``run_dir`` on ``split`` of ``data`` (its first ``limit`` events); with
+    ``baseline_n`` the task's classical method (``task.baseline``: an object whose
+    ``compare(tokens, params, true positions, network positions in the frame, rotations)``
+    scores both) runs on that many events."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir
     plot_dir = out / "plots"
@@ -83,6 +87,12 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
                                       reference={"guessing the centroid": float(
                                           np.median(np.abs(true_frame[real])))})]
     written += task.plots(true_rec, pred_rec, plot_dir, task_metrics)
+    baseline = task.baseline(**(baseline_kwargs or {})) if baseline_n else None
+    if baseline is not None:
+        n = min(baseline_n, len(tokens))
+        metrics["baseline"] = baseline.compare(
+            tokens[:n], {k: v[:n] for k, v in dataset.params.items()}, truth[:n],
+            pred["mean"][:n], pred["rotation"][:n], progress=progress)
     metrics["plots"] = [str(p) for p in written]
     write_json_atomic(out / "metrics.json", metrics)
     dataset.close()
@@ -115,6 +125,11 @@ def report(metrics: dict) -> list:
         out.append(tm)
     for name, value in metrics.get("task_summary", {}).items():
         out.append(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
+    base = metrics.get("baseline") or {}
+    figures = {k: v for k, v in base.items() if isinstance(v, float)}
+    if figures:
+        out.append(f"classical method ({base['method']}), the same {base['n_events']} "
+                   "inputs: " + "   ".join(f"{k} {v:.4g}" for k, v in figures.items()))
     out.append(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%   "
                f"inference: {metrics['inference_ms_per_sample']:.2f} ms/input")
     return out
@@ -131,7 +146,7 @@ def demo_table(task, rows: list[dict], truth: list[dict]):
     for row in rows:
         t = next((t for t in truth if t.get("input") == row["input"]), {})
         true = t.get("positions", {}).get(row["token"])
-        table.add_row(row["input"], row["name"], str(row["detected"]),
+        table.add_row(Path(row["input"]).name, row["name"], str(row["detected"]),
                       *(f"{row[f'{a}_{unit}']:.2f}" for a in AXES),
                       "-" if true is None else ", ".join(f"{v:.2f}" for v in true),
                       str(row["ood"]))

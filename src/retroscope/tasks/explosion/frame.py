@@ -4,7 +4,8 @@ Canonical frame (MOLEXA's rule, Li et al., Nat. Commun. 2026): x along the momen
 heaviest-element ion (highest Z; among identical elements the highest charge, then the
 largest momentum, so that the choice does not depend on the order the ions are listed in),
 the xy-plane holding the ion whose momentum is most orthogonal to that axis (its y component
-positive), z = x cross y. The frame is a proper rotation R (rows: the frame's axes in lab
+positive; any axis perpendicular to x when all momenta are parallel), z = x cross y. The
+frame is a proper rotation R (rows: the frame's axes in lab
 coordinates); momenta and positions both turn with it, v_frame = R v_lab.
 
 Kabsch (W. Kabsch, Acta Cryst. A 32, 922 (1976)): the proper rotation that best superposes
@@ -42,10 +43,10 @@ def canonical_rotation(momenta_au: np.ndarray, z: np.ndarray, charges: np.ndarra
     cos[rows, anchor] = np.inf
     second = np.argmin(cos, axis=1)
     y = p[rows, second] - np.einsum("bk,bk->b", p[rows, second], x)[:, None] * x
-    y_norm = np.linalg.norm(y, axis=1)
-    if (y_norm < 1e-12 * norm[rows, second]).any():
-        raise ValueError("the momenta of an event are all parallel: no momentum frame")
-    y = y / y_norm[:, None]
+    # all momenta parallel (a linear molecule at rest): any perpendicular axis will do
+    fallback = np.cross(x, np.eye(3)[np.argmin(np.abs(x), axis=1)])
+    y = np.where((np.linalg.norm(y, axis=1) < 1e-9 * norm[rows, second])[:, None], fallback, y)
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
     rot = np.stack([x, y, np.cross(x, y)], axis=1)
     return rot[0] if single else rot
 

@@ -77,3 +77,13 @@ def geometry_errors(z: np.ndarray, true: np.ndarray, pred: np.ndarray) -> dict:
         out["atoms_within_half_bond"][e] = float(np.mean(
             err < 0.5 * np.array([shortest[a] for a in atoms])))
     return out
+
+
+def bond_lengths(z: np.ndarray, true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) length of every bond of every event, bohr."""
+    t, p = [], []
+    for e in range(len(z)):
+        for a, b in bonds(z[e], true[e]):
+            t.append(np.linalg.norm(true[e, a] - true[e, b]))
+            p.append(np.linalg.norm(pred[e, a] - pred[e, b]))
+    return np.asarray(t), np.asarray(p)

@@ -21,7 +21,7 @@ from retroscope.core.params import Choice, Orientation, ParameterSpace, Scalar
 from retroscope.core.task import DemoSettings, GeometryTask, ModelSpec
 from retroscope.tasks.explosion.charges import DEFAULT_AUGER_FS, DEFAULT_CHARGE_RANGES
 from retroscope.tasks.explosion.events import EVENT_KEYS, ION_COLUMNS, simulate_events
-from retroscope.tasks.explosion.geometry import geometry_errors
+from retroscope.tasks.explosion.geometry import bond_lengths, geometry_errors
 from retroscope.tasks.explosion.molecules import ELEMENTS, atomic_numbers, g2_names
 
 
@@ -177,6 +177,17 @@ class ExplosionTask(GeometryTask):
         errors = geometry_errors(z, true["position"], pred["position"])
         return {k: v[np.isfinite(v)] for k, v in errors.items()}
 
+    def plots(self, true, pred, out_dir, metrics: dict, reference=None) -> list:
+        """Predicted against true bond lengths (bonds of the true geometries)."""
+        from retroscope import plots
+
+        z = np.rint(true["tokens"][..., 0]).astype(int)
+        t, p = bond_lengths(z, true["position"], pred["position"])
+        if not len(t):
+            return []
+        return [plots.predicted_vs_true(t[:, None], p[:, None], ["bond length"], ["bohr"],
+                                        Path(out_dir) / "bond_lengths.png")]
+
     def summary_metrics(self, true, pred) -> dict:
         errors = self.metrics(true, pred)
         share = errors["atoms_within_half_bond"]
@@ -213,6 +224,12 @@ class ExplosionTask(GeometryTask):
         path = path if path.suffix == ".xyz" else path.with_name(path.name + ".xyz")
         atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
         return path
+
+    def baseline(self, **kwargs):
+        """The forward fit of positions to the momenta (:mod:`.baseline`)."""
+        from retroscope.tasks.explosion.baseline import ForwardFitBaseline
+
+        return ForwardFitBaseline(self, **kwargs)
 
     # -- demo -----------------------------------------------------------------------------
     def demo_settings(self) -> DemoSettings:
