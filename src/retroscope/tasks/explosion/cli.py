@@ -1,0 +1,55 @@
+"""``retroscope explosion ...``: the experiments of the explosion task (entry-point group
+``retroscope.cli``; :mod:`retroscope.tasks.explosion.studies`).
+
+``retroscope explosion study missing-ions RUN DATA --out DIR`` scores a run on test events
+with ions missed on purpose (and the momentum-conservation fill with a complete-event run);
+``retroscope explosion study two-step CHEAP PRECISE --out DIR`` pretrains on cheap events,
+fine-tunes on precise ones and compares with the precise ones alone. Make the data sets with
+``retroscope simulate explosion --config '{"mode": "precise", ...}'`` first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, help="Tools of the explosion task (ion momenta).")
+study = typer.Typer(no_args_is_help=True, help="The issue's experiments: JSON in --out.")
+app.add_typer(study, name="study")
+console = Console()
+
+Out = Annotated[Path, typer.Option("--out", help="study folder (runs, JSON)")]
+
+
+@study.command("missing-ions")
+def missing_ions(
+    run: Annotated[Path, typer.Argument(help="run trained with missed ions (--view)")],
+    data: Annotated[Path, typer.Argument(help="dataset whose test split is scored")],
+    out: Out,
+    events: Annotated[int, typer.Option(help="test events per scenario (at most)")] = 600,
+    complete_run: Annotated[Optional[Path], typer.Option(
+        help="run trained on complete events, for the momentum-conservation fill")] = None,
+) -> None:
+    """MAE of detected and missed atoms with 0, 1, 2 hydrogens or one heavy atom missed."""
+    from retroscope.tasks.explosion.studies import missing_ions as study_run
+
+    console.print_json(json.dumps(study_run(run, data, out, events, complete_run)))
+
+
+@study.command("two-step")
+def two_step(
+    cheap: Annotated[Path, typer.Argument(help="dataset of cheap (instant-charging) events")],
+    precise: Annotated[Path, typer.Argument(help="dataset of precise (charge-up) events")],
+    out: Out,
+    minutes: Annotated[float, typer.Option(help="pretraining minutes")] = 20.0,
+    fine_tune_minutes: Annotated[Optional[float], typer.Option(
+        help="fine-tuning minutes (default: as --minutes)")] = None,
+) -> None:
+    """Pretrain on cheap, fine-tune on precise, against precise alone (same test split)."""
+    from retroscope.tasks.explosion.studies import two_step as study_run
+
+    console.print_json(json.dumps(study_run(cheap, precise, out, minutes, fine_tune_minutes)))
