@@ -94,3 +94,18 @@ def test_predict_on_files_refuses_bad_events_and_writes_xyz(run, tmp_path):
     assert len(xyz) == 3
     lines = xyz[0].read_text().splitlines()
     assert lines[0] == "3" and lines[2].split()[0] == "O"
+
+
+def test_momenta_in_wrong_units_come_back_ood(run, tmp_path):
+    from retroscope.learners.geometry.predictor import Predictor
+
+    data = TASK.with_config(molecules=["H2O", "NH3", "CH4", "HCN"])
+    ev = data.simulate(data.space.sample_uniform(40, np.random.default_rng(5)),
+                       np.random.default_rng(6))
+    predictor = Predictor(run / "run")
+    right = predictor.predict(ev["ions"])
+    wrong = ev["ions"].copy()
+    wrong[..., 2:] /= 100.0                      # kg m/s read as 1e-2 a.u., say
+    flagged = predictor.predict(wrong)
+    assert right["ood"].mean() < 0.2
+    assert flagged["ood"].all()
