@@ -219,7 +219,8 @@ def calibrate(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     data: Annotated[Path, typer.Option("--data", help="dataset directory")],
-    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    split: Annotated[str, typer.Option(
+        help="train, val, test, or all (a separate campaign held out as a whole)")] = "test",
     baseline: Annotated[int, typer.Option(
         help="run the task's classical baseline on N samples (regression runs)")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="where to write (default: the run)")] = None,

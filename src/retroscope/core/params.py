@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-Split = Literal["train", "val", "test"]
+Split = Literal["train", "val", "test", "all"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 

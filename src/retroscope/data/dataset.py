@@ -19,14 +19,20 @@ from retroscope.core.registry import learner_of
 from retroscope.core.task import Task
 from retroscope.data.shards import DatasetError, Manifest, read_split
 
-SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6)}
+SPLIT_CODES = {"val": (0,), "test": (1,), "train": (2, 3, 4, 5, 6),
+               "all": (0, 1, 2, 3, 4, 5, 6)}
 
 
 def in_split(codes: np.ndarray, derived: np.ndarray, split: Split) -> np.ndarray:
     """Which rows belong to ``split``: those whose hash code is the split's, except that a
     derived row (not simulated directly, e.g. interpolated between simulated rows) is always
-    a training row, whatever its hash, so validation and test hold simulated rows only."""
+    a training row, whatever its hash, so validation and test hold simulated rows only.
+    ``"all"``: every simulated row (a separate campaign held out as a whole)."""
+    if split not in SPLIT_CODES:
+        raise ValueError(f"split must be one of {', '.join(SPLIT_CODES)}, got {split!r}")
     chosen = np.isin(codes, SPLIT_CODES[split])
+    if split == "all":
+        return chosen & ~derived
     return chosen | derived if split == "train" else chosen & ~derived
 
 

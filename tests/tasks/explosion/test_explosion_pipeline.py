@@ -109,3 +109,23 @@ def test_momenta_in_wrong_units_come_back_ood(run, tmp_path):
     flagged = predictor.predict(wrong)
     assert right["ood"].mean() < 0.2
     assert flagged["ood"].all()
+
+
+def test_a_held_out_campaign_of_other_molecules_is_scored_whole(run, tmp_path):
+    import json
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["simulate", "explosion", "--n", "30", "--out",
+                                 str(tmp_path / "held"), "--workers", "1", "--seed", "9",
+                                 "--config", '{"molecules": ["CH3OH", "H2CO"]}'])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", str(run / "run"), "--data", str(tmp_path / "held"),
+                                 "--split", "all", "--out", str(tmp_path / "eval"),
+                                 "--baseline", "2"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["n"] == 30 and m["split"] == "all"
+    assert m["baseline"]["n_events"] == 2 and m["baseline"]["baseline_coordinate_mae"] < 1.0
+    bad = runner.invoke(app, ["evaluate", str(run / "run"), "--data", str(tmp_path / "held"),
+                              "--split", "everything"])
+    assert bad.exit_code != 0 and "split must be one of" in bad.output

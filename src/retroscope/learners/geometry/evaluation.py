@@ -42,9 +42,13 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     out = Path(out) if out else run_dir
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
+    from retroscope.data.shards import Manifest
+
     predictor = Predictor(run_dir)
     task = predictor.task
-    dataset = ShardDataset(data, task, split, in_memory=True)
+    # a held-out campaign may have other settings (other molecules): read it with its own
+    data_task = task.with_config(**Manifest.load(Path(data)).config)
+    dataset = ShardDataset(data, data_task, split, in_memory=True)
     tokens, truth = split_arrays(dataset, limit)
     pred = predictor.predict(tokens)
     real = real_tokens(tokens)
@@ -87,7 +91,7 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
                                       reference={"guessing the centroid": float(
                                           np.median(np.abs(true_frame[real])))})]
     written += task.plots(true_rec, pred_rec, plot_dir, task_metrics)
-    baseline = task.baseline(**(baseline_kwargs or {})) if baseline_n else None
+    baseline = data_task.baseline(**(baseline_kwargs or {})) if baseline_n else None
     if baseline is not None:
         n = min(baseline_n, len(tokens))
         metrics["baseline"] = baseline.compare(
