@@ -138,6 +138,10 @@ def _explosion(tmp, rng):
     pred = true + rng.normal(scale=0.1, size=true.shape)
     TASK.plots({"tokens": tokens, "position": true}, {"tokens": tokens, "position": pred},
                tmp, {})
+    from retroscope.tasks.explosion.explain import occlusion_plot
+
+    occlusion_plot(rng.random((8, 9)), ["C", "C", "O"] + ["H"] * 6, list(range(8)),
+                   tmp / "occlusion.png", title="events.csv::3")
 
 
 DRAWERS = {
@@ -150,7 +154,7 @@ DRAWERS = {
     _explain: {"attribution_plot"},
     _classification: {"confusion_plot"},
     _pmd_studies: {"_learning_curve", "_table_figure"},
-    _explosion: {"plots"},
+    _explosion: {"plots", "occlusion_plot"},
 }
 
 

@@ -129,3 +129,18 @@ def test_a_held_out_campaign_of_other_molecules_is_scored_whole(run, tmp_path):
     bad = runner.invoke(app, ["evaluate", str(run / "run"), "--data", str(tmp_path / "held"),
                               "--split", "everything"])
     assert bad.exit_code != 0 and "split must be one of" in bad.output
+
+
+def test_ion_occlusion_writes_a_row_per_dropped_ion_and_atom(run, tmp_path):
+    import csv as csvlib
+
+    csv = tmp_path / "one.csv"
+    csv.write_text("event,element,charge,px_au,py_au,pz_au,formula\n"
+                   "0,O,2,10,60,-30,H2O\n0,H,1,-40,-20,30,H2O\n0,H,1,30,-40,0,H2O\n")
+    result = CliRunner().invoke(app, ["explosion", "explain", str(run / "run"), str(csv),
+                                      "--out", str(tmp_path / "occ")])
+    assert result.exit_code == 0, result.output
+    rows = list(csvlib.DictReader((tmp_path / "occ" / "occlusion.csv").open()))
+    assert len(rows) == 9                                # 3 ions dropped x 3 atoms
+    assert all(float(r["shift_bohr"]) >= 0 for r in rows)
+    assert len(list((tmp_path / "occ").glob("*_occlusion.png"))) == 1

@@ -4,7 +4,8 @@
 ``retroscope explosion study missing-ions RUN DATA --out DIR`` scores a run on test events
 with ions missed on purpose (and the momentum-conservation fill with a complete-event run);
 ``retroscope explosion study two-step CHEAP PRECISE --out DIR`` pretrains on cheap events,
-fine-tunes on precise ones and compares with the precise ones alone. Make the data sets with
+fine-tunes on precise ones and compares with the precise ones alone.
+``retroscope explosion explain RUN FILES --out DIR``: ion occlusion of every event. Make the data sets with
 ``retroscope simulate explosion --config '{"mode": "precise", ...}'`` first.
 """
 
@@ -53,3 +54,18 @@ def two_step(
     from retroscope.tasks.explosion.studies import two_step as study_run
 
     console.print_json(json.dumps(study_run(cheap, precise, out, minutes, fine_tune_minutes)))
+
+
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    files: Annotated[list[Path], typer.Argument(help="CSV or HDF5 event files")],
+    out: Out,
+    settings: Annotated[Optional[Path], typer.Option(help="TOML/JSON reading settings")] = None,
+) -> None:
+    """Ion occlusion: drop each detected ion, record every atom's shift (CSV, heat maps)."""
+    from retroscope.infer.batch import load_settings
+    from retroscope.tasks.explosion.explain import explain_events
+
+    rows = explain_events(run, files, out, load_settings(settings))
+    console.print(f"{len(rows)} rows in {out / 'occlusion.csv'}; heat maps in {out}")
