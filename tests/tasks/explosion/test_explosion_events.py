@@ -104,3 +104,15 @@ def test_detector_drops_ions_keeps_formula_and_two_ions():
     y = dead(x, torch.Generator().manual_seed(0))
     hydrogens = (x[:, 0] == 1) & (x[:, 1] == 1)
     assert int(((y[:, 1] > 0) & hydrogens).sum()) == 1         # only the first H survives
+
+
+def test_calibration_sees_what_the_detector_leaves():
+    from retroscope.learners.geometry.calibration import observed
+
+    task = ExplosionTask(ExplosionSettings(molecules=("CH3CH2OH",)))
+    _, ev = simulate(task, n=20)
+    assert observed(task, ev["ions"], 0) is ev["ions"]           # perfect detector
+    lossy = task.with_config(detection_efficiency=[0.5, 0.5])
+    seen = observed(lossy, ev["ions"], 0)
+    assert (seen[..., 1] > 0).sum() < 0.7 * (ev["ions"][..., 1] > 0).sum()
+    assert np.array_equal(seen, observed(lossy, ev["ions"], 0))  # seeded

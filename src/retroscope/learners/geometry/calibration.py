@@ -1,5 +1,6 @@
 """Calibration of a ``geometry`` run after training, and the files it writes (see
-:mod:`.predictor` for what they hold)."""
+:mod:`.predictor` for what they hold). Both are fitted on inputs as the run's detector
+imperfections (``task.observe``) leave them, since those are what it was trained to read."""
 
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ def split_arrays(dataset, n: int | None = None) -> tuple[np.ndarray, np.ndarray]
             np.stack([np.asarray(y) for _, y in items]))
 
 
+def observed(task, tokens: np.ndarray, seed: int) -> np.ndarray:
+    """``tokens`` as the run's detector sees them (``task.observe(train=True)``, e.g. with
+    missed ions), drawn once with ``seed``; unchanged for a perfect detector. Intervals and
+    the OOD model are then fitted to the inputs the network was trained for."""
+    import torch
+
+    from retroscope.core.observe import OnlineObserver
+
+    transform = task.observe(train=True)
+    if transform is None:
+        return tokens
+    observer = OnlineObserver(transform, seed=seed)
+    return np.stack([observer(torch.from_numpy(t), index=i).numpy()
+                     for i, t in enumerate(tokens)])
+
+
 def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set,
                        samples_per_event: int) -> dict:
     """Fit the conformal scale per axis on the validation split's real tokens and the OOD
@@ -38,13 +55,15 @@ def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set,
 
     out = Path(out)
     tokens, truth = split_arrays(val_set, MAX_CALIBRATION_EVENTS)
+    tokens = observed(task, tokens, cfg.seed)
     s = sample_events(network, tokens, samples_per_event, seed=cfg.seed)
     real = real_tokens(tokens)
     true_frame = positions_in_frame(s.rotation, truth)
     std = np.maximum(s.std[real], 1e-6)
     calibrator = ConformalCalibrator.fit(s.mean[real], std, true_frame[real],
                                          coverage=cfg.coverage)
-    train_tokens = np.stack([x.numpy() for x, _ in clean_rows(train_set)])
+    train_tokens = observed(task, np.stack([x.numpy() for x, _ in clean_rows(train_set)]),
+                            cfg.seed + 1)
     train_feat = sample_free_features(network, train_tokens)
     level = ood_quantile(len(s.features))
     density = FeatureDensity.fit(train_feat, s.features, quantile=level)
