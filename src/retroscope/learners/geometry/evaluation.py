@@ -13,7 +13,8 @@ from retroscope import plots
 from retroscope.data.dataset import ShardDataset
 from retroscope.io.atomic import write_json_atomic
 from retroscope.learners.geometry.calibration import split_arrays
-from retroscope.learners.geometry.predictor import AXES, Predictor, positions_in_frame, real_tokens
+from retroscope.learners.geometry.predictor import (AXES, Predictor, matched_truth,
+                                                    positions_in_frame, real_tokens)
 from retroscope.learners.regression.evaluation import summarise
 
 
@@ -53,7 +54,7 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
     pred = predictor.predict(tokens)
     real = real_tokens(tokens)
     detected = real & (tokens[..., 1] > 0)
-    true_frame = positions_in_frame(pred["rotation"], truth)
+    true_frame = matched_truth(pred["mean"], positions_in_frame(pred["rotation"], truth), tokens)
     err = np.abs(pred["mean"] - true_frame)                             # (n, N, 3)
     inside = (true_frame >= pred["low"]) & (true_frame <= pred["high"])
     unit = task.position_unit

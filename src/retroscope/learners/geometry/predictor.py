@@ -71,6 +71,18 @@ def positions_in_frame(rotation: np.ndarray, positions: np.ndarray) -> np.ndarra
     return np.einsum("bij,bnj->bni", rotation, positions)
 
 
+def matched_truth(pred: np.ndarray, true: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """``true`` (n, N, 3) with interchangeable tokens (undetected, same Z) assigned to the
+    answers they are closest to, as the loss assigns them: which of two missed hydrogens is
+    which cannot be known."""
+    import torch
+
+    from retroscope.learners.geometry.module import assign_undetected
+
+    return assign_undetected(torch.as_tensor(pred), torch.as_tensor(true),
+                             torch.as_tensor(tokens)).numpy()
+
+
 def build_network(meta: dict) -> GeometryNetwork:
     edm = EDM(**json.loads(meta.get("edm", "{}")))
     return GeometryNetwork(meta["model"], json.loads(meta["model_kwargs"]), edm,

@@ -59,10 +59,10 @@ def fill_missing(tokens: np.ndarray, charge_ranges: dict) -> np.ndarray:
 
 
 def _frame_errors(predictor, tokens, truth, missed) -> dict:
-    from retroscope.learners.geometry.predictor import positions_in_frame
+    from retroscope.learners.geometry.predictor import matched_truth, positions_in_frame
 
     pred = predictor.predict(tokens)
-    true = positions_in_frame(pred["rotation"], truth)
+    true = matched_truth(pred["mean"], positions_in_frame(pred["rotation"], truth), tokens)
     err = np.abs(pred["mean"] - true)
     real = tokens[..., 0] > 0
     detected = real & ~missed
