@@ -125,6 +125,7 @@ def test_a_held_out_campaign_of_other_molecules_is_scored_whole(run, tmp_path):
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert m["n"] == 30 and m["split"] == "all"
+    assert m["ood_fraction"] == 1.0          # molecules of formulas the run never saw
     assert m["baseline"]["n_events"] == 2 and m["baseline"]["baseline_coordinate_mae"] < 1.0
     bad = runner.invoke(app, ["evaluate", str(run / "run"), "--data", str(tmp_path / "held"),
                               "--split", "everything"])

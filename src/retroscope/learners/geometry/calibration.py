@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from retroscope.io.atomic import write_json_atomic
-from retroscope.learners.geometry.predictor import (OOD_FILE, positions_in_frame,
+from retroscope.learners.geometry.predictor import (OOD_FILE, composition, positions_in_frame,
                                                     real_tokens, sample_events)
 from retroscope.runs import CALIBRATION, save_weights
 from retroscope.train.uncertainty import ConformalCalibrator, FeatureDensity, ood_quantile
@@ -65,6 +65,7 @@ def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set,
     train_tokens = observed(task, np.stack([x.numpy() for x, _ in clean_rows(train_set)]),
                             cfg.seed + 1)
     train_feat = sample_free_features(network, train_tokens)
+    seen = sorted({composition(train_set.observable(i)) for i in range(len(train_set))})
     level = ood_quantile(len(s.features))
     density = FeatureDensity.fit(train_feat, s.features, quantile=level)
 
@@ -80,6 +81,7 @@ def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set,
     write_json_atomic(out / CALIBRATION, {
         "conformal": calibrator.to_dict(), "samples_per_event": samples_per_event,
         "n_events": len(tokens),
+        "compositions": seen,
         "ood": {"score": "Mahalanobis distance of pooled encoder features (Lee et al. 2018)",
                 "threshold": float(density.threshold), "quantile": level},
         "val_coverage": np.asarray(coverage).tolist(), "val_mae": float(mae)})

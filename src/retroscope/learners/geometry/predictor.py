@@ -7,7 +7,8 @@ split-conformal factor per axis, so that ``mean +- q std`` covers the nominal fr
 the real tokens' true coordinates (Angelopoulos & Bates 2021). Out-of-distribution score
 (``ood.safetensors``): the Mahalanobis distance of the pooled encoder features to a Gaussian
 fitted on training events (Lee et al. 2018), flagged above the 99th percentile of the
-validation scores.
+validation scores, or when its composition (the kinds of its tokens, e.g. a formula) is
+one no training input had.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def sample_events(network: GeometryNetwork, tokens: np.ndarray, k: int, seed: in
                    np.concatenate(feats), time.perf_counter() - t0)
 
 
+def composition(tokens: np.ndarray) -> str:
+    """The multiset of an input's token kinds (first column), e.g. "1,1,8" for water: an
+    input of a composition the training set never had is flagged out of distribution."""
+    kinds = np.asarray(tokens)[:, 0]
+    return ",".join(str(int(round(k))) for k in sorted(kinds[kinds > 0]))
+
+
 def real_tokens(tokens: np.ndarray) -> np.ndarray:
     """(n, N) bool: the tokens that are not padding."""
     return np.asarray(tokens)[..., 0] > 0
@@ -104,6 +112,7 @@ class Predictor:
         calib = self.run.calibration()
         self.calibrator = ConformalCalibrator.from_dict(calib["conformal"])
         self.samples_per_event = int(calib["samples_per_event"])
+        self.compositions = set(calib.get("compositions", []))
         self.density = FeatureDensity.from_state_arrays(load_numpy(str(self.run_dir / OOD_FILE)))
         self.max_tokens, self.columns = json.loads(self.meta["input_shape"])
 
@@ -116,10 +125,19 @@ class Predictor:
         std = np.maximum(s.std, 1e-6)   # padding has no spread
         low, high = self.calibrator.interval(s.mean.reshape(-1, 3), std.reshape(-1, 3))
         score = self.density.score(s.features)
+        novel = self.novel(tokens)
         return {"mean": s.mean * real[..., None], "low": low.reshape(s.mean.shape),
                 "high": high.reshape(s.mean.shape), "std": s.std, "rotation": s.rotation,
-                "ood_score": score, "ood": score > self.density.threshold,
+                "ood_score": score, "novel_composition": novel,
+                "ood": (score > self.density.threshold) | novel,
                 "ms_per_event": 1e3 * s.seconds / max(len(tokens), 1)}
+
+    def novel(self, tokens: np.ndarray) -> np.ndarray:
+        """(n,) bool: inputs whose composition (kinds of token) no training input had
+        (False for every input of a run calibrated before compositions were recorded)."""
+        if not self.compositions:
+            return np.zeros(len(tokens), bool)
+        return np.array([composition(t) not in self.compositions for t in tokens])
 
     def padded(self, tokens: np.ndarray) -> np.ndarray:
         """One input (k, C) padded with zero rows to the network's token count; refused
@@ -161,6 +179,7 @@ class Predictor:
                     row[f"{axis}_{unit}_low"] = float(pred["low"][i, j, a])
                     row[f"{axis}_{unit}_high"] = float(pred["high"][i, j, a])
                 row["ood_score"] = float(pred["ood_score"][i])
+                row["novel_composition"] = bool(pred["novel_composition"][i])
                 row["ood"] = bool(pred["ood"][i])
                 rows.append(row)
         return rows, failures
