@@ -28,8 +28,9 @@ from retroscope.tasks.explosion.molecules import ELEMENTS, atomic_numbers, g2_na
 #: the demo's molecules: ten small ones of five elements
 DEMO_MOLECULES = ("H2O", "NH3", "CH4", "CO2", "HCN", "C2H2", "H2CO", "CH3OH", "OCS", "H2CCl2")
 #: what the README's full-scale run reaches, printed after the demo
-FULL_SCALE = ("first CPU runs on 106 molecules of 2-7 atoms: per-coordinate MAE 0.17 bohr on cheap "
-              "events, 0.28 on precise ones (MOLEXA: 0.536 after 100 epochs on 4 GPUs)")
+FULL_SCALE = ("first CPU runs on 106 molecules of 2-7 atoms: per-coordinate MAE 0.17 bohr "
+              "on cheap events, 0.28 on precise ones (MOLEXA: 0.536 after 100 epochs on "
+              "4 GPUs)")
 
 
 def _default_molecules() -> tuple[str, ...]:
