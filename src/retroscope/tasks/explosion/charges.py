@@ -2,7 +2,7 @@
 
 An X-ray pulse ionises the molecule sequentially: photoabsorption (mostly at the heavy atoms)
 followed by Auger decay, with the charge spreading so that hydrogens end as H+. The model
-here is the one the issue specifies for the precise mode: every unit charge of atom i
+here is a simple sequential one for the precise mode: every unit charge of atom i
 appears at a time
 
     t = t_abs + t_auger,   t_abs ~ Gaussian pulse envelope (FWHM tau),  t_auger ~ Exp(tau_A),

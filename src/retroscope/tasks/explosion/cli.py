@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True, help="Tools of the explosion task (ion momenta).")
-study = typer.Typer(no_args_is_help=True, help="The issue's experiments: JSON in --out.")
+study = typer.Typer(no_args_is_help=True, help="Two-step training and missed ions: JSON in --out.")
 app.add_typer(study, name="study")
 console = Console()
 

@@ -1,4 +1,4 @@
-"""The experiments of the explosion issue, through the shared pipeline.
+"""The experiments of the explosion task, through the shared pipeline.
 
 - :func:`missing_ions`: test events with no ion missed, one or two hydrogens missed, one
   heavy atom missed; per-coordinate MAE of the detected and the missed atoms apart, from a
