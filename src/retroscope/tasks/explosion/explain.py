@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from retroscope.tasks.explosion.frame import kabsch
+
 
 def _superpose(mobile: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``mobile`` (k, 3) after the proper rotation and shift that best fit ``target``."""
-    a, b = mobile - mobile.mean(0), target - target.mean(0)
-    u, _, vt = np.linalg.svd(a.T @ b)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    return a @ (vt.T @ np.diag([1.0, 1.0, d]) @ u.T).T + target.mean(0)
+    rot, shift = kabsch(mobile, target)
+    return mobile @ rot.T + shift
 
 
 def ion_occlusion(predictor, tokens: np.ndarray, seed: int = 0) -> np.ndarray:
