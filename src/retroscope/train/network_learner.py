@@ -40,16 +40,23 @@ class NetworkLearner(Learner):
         """The class that loads a finished run for prediction (``Predictor(run_dir, device)``)."""
         raise NotImplementedError
 
+    def prepare_network(self, network, cfg, train_set):
+        """``network`` ready to train as ``cfg`` asks (``init_from``, ``freeze``): by default
+        :func:`retroscope.train.network.prepare_network`, which also sets the input
+        normalisation of an image network from ``train_set``."""
+        from retroscope.train.network import prepare_network
+
+        return prepare_network(network, cfg, train_set)
+
     # -- shared -----------------------------------------------------------------------------
     def fit(self, task, cfg, out, resume=False, progress=True, callbacks=None) -> dict:
         """Train with ``cfg.optimizer``'s schedule and early stopping on the validation loss,
         starting (``cfg.init_from``/``cfg.freeze``) from another run's weights and input
         normalisation; then calibrate on the validation split and write the run."""
-        from retroscope.train.network import prepare_network
         from retroscope.train.trainer import fit_best, make_trainer, prepare_data
 
         train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
-        network = prepare_network(self.build_network(task, cfg), cfg, train_set)
+        network = self.prepare_network(self.build_network(task, cfg), cfg, train_set)
         module = self.build_module(task, network, cfg, len(train_loader))
         trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", len(train_loader), callbacks,
                                      progress, early_stopping=True)

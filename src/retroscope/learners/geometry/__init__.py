@@ -21,69 +21,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retroscope.core.learner import Learner
+from retroscope.train.network_learner import NetworkLearner
 
 #: samples per input for the answer and its interval (CPU default)
 SAMPLES_PER_EVENT = 16
 
 
-class GeometryLearner(Learner):
+class GeometryLearner(NetworkLearner):
     name = "geometry"
     defaults = {"batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4, "epochs": 30,
                 "patience": 10}
-    objective_name = "minus the best validation loss"
 
     def targets(self, task, params, labels):
         """The true positions of every row, (n, N, 3) float32."""
         return torch.from_numpy(np.asarray(labels[task.positions_label], dtype=np.float32))
 
-    def fit(self, task, cfg, out, resume=False, progress=True, callbacks=None) -> dict:
-        """Train with EDM's loss and early stopping on the validation loss (starting from
-        ``cfg.init_from``'s weights with ``cfg.freeze`` pair blocks frozen, if asked), then
-        calibrate on the validation split and write the run."""
-        from retroscope.learners.geometry.calibration import calibrate_and_save
-        from retroscope.learners.geometry.module import GeometryModule, GeometryNetwork
-        from retroscope.train.network import transfer_weights
-        from retroscope.train.trainer import fit_best, make_trainer, prepare_data
+    def build_network(self, task, cfg):
+        from retroscope.learners.geometry.module import GeometryNetwork
 
-        train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
-        network = GeometryNetwork(cfg.model, cfg.model_kwargs)
+        return GeometryNetwork(cfg.model, cfg.model_kwargs)
+
+    def prepare_network(self, network, cfg, train_set):
+        """``cfg.init_from``'s weights (two-step training) and ``cfg.freeze`` pair blocks
+        frozen; a set of tokens has no input normalisation to fit."""
+        from retroscope.train.network import transfer_weights
+
         if cfg.init_from:
             transfer_weights(network, cfg.init_from)
         network.freeze(cfg.freeze)
-        module = GeometryModule(network, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                epochs=cfg.epochs, steps_per_epoch=len(train_loader),
-                                optimizer=cfg.optimizer, momentum=cfg.momentum,
-                                step_size=cfg.step_size, decay=cfg.decay)
-        trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", len(train_loader), callbacks,
-                                     progress, early_stopping=True)
-        summary = fit_best(trainer, ckpt, module, train_loader, val_loader, out, resume)
-        network = module.network.cpu().eval()
-        summary.update(calibrate_and_save(task, network, cfg, Path(out), train_set, val_set,
-                                          SAMPLES_PER_EVENT))
-        summary.update({"n_train": len(train_set), "n_val": len(val_set)})
-        train_set.close()
-        val_set.close()
-        return summary
+        return network
 
-    def recalibrate(self, run_dir, data=None) -> dict:
-        from retroscope.data.dataset import ShardDataset
+    def build_module(self, task, network, cfg, steps_per_epoch):
+        """EDM's weighted denoising loss, AdamW one-cycle (:mod:`.module`)."""
+        from retroscope.learners.geometry.module import GeometryModule
+
+        return GeometryModule(network, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                              epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+                              optimizer=cfg.optimizer, momentum=cfg.momentum,
+                              step_size=cfg.step_size, decay=cfg.decay)
+
+    def calibrate_and_save(self, task, network, cfg, out, train_set, val_set) -> dict:
+        """Intervals from K samples per input and the OOD model (:mod:`.calibration`)."""
         from retroscope.learners.geometry.calibration import calibrate_and_save
-        from retroscope.learners.geometry.predictor import Predictor
-        from retroscope.runs import read_config
-        from retroscope.train.config import TrainConfig
 
-        cfg = TrainConfig(**read_config(run_dir))
-        predictor = Predictor(run_dir, device="cpu")
-        data = Path(data or cfg.data)
-        sets = [ShardDataset(data, predictor.task, split, in_memory=True, learner=self)
-                for split in ("train", "val")]
-        try:
-            return calibrate_and_save(predictor.task, predictor.network, cfg, Path(run_dir),
-                                      *sets, predictor.samples_per_event)
-        finally:
-            for s in sets:
-                s.close()
+        return calibrate_and_save(task, network, cfg, Path(out), train_set, val_set,
+                                  SAMPLES_PER_EVENT)
+
+    def predictor_class(self):
+        from retroscope.learners.geometry.predictor import Predictor
+
+        return Predictor
 
     def default_space(self) -> tuple:
         from retroscope.train.tune import Hyperparameter
@@ -91,24 +78,9 @@ class GeometryLearner(Learner):
         return (Hyperparameter("lr", 1e-4, 3e-3, log=True),
                 Hyperparameter("weight_decay", 1e-6, 1e-2, log=True))
 
-    def objective(self, summary: dict) -> float:
-        value = summary.get("best_val_loss")
-        if value is None or not np.isfinite(value):
-            raise RuntimeError("trial summary has no finite best_val_loss")
-        return -float(value)
-
-    def predictor(self, run_dir, device=None, **options):
-        from retroscope.learners.geometry.predictor import Predictor
-
-        self.refuse_options("prediction", options)
-        return Predictor(run_dir, device=device)
-
     def headline(self, task) -> list[str]:
         unit = task.position_unit
         return ["input", "name", "detected", f"x_{unit}", f"y_{unit}", f"z_{unit}", "ood"]
-
-    def predict_rows(self, predictor, items):
-        return predictor.rows(items)
 
     def write_extras(self, predictor, rows, out) -> list[Path]:
         """One structure file per input (the task's format, e.g. XYZ) in ``<out stem>_

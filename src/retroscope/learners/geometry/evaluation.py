@@ -18,17 +18,26 @@ from retroscope.learners.geometry.predictor import (AXES, Predictor, matched_tru
 from retroscope.learners.regression.evaluation import summarise
 
 
+def kabsch(mobile: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The proper rotation R (3, 3) and translation t minimising sum |R x + t - y|^2 over
+    the rows x of ``mobile`` and y of ``target`` (N, 3) (Kabsch 1976; a reflection is not
+    allowed)."""
+    a, b = np.asarray(mobile, float), np.asarray(target, float)
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rot, cb - rot @ ca
+
+
 def aligned_rmsd(pred: np.ndarray, true: np.ndarray, real: np.ndarray) -> np.ndarray:
     """Per event, the RMSD of the real tokens after the best proper rotation and
-    translation (Kabsch 1976)."""
+    translation (:func:`kabsch`)."""
     out = np.empty(len(pred))
     for i in range(len(pred)):
         a, b = pred[i, real[i]], true[i, real[i]]
-        a, b = a - a.mean(0), b - b.mean(0)
-        u, _, vt = np.linalg.svd(a.T @ b)
-        d = np.sign(np.linalg.det(vt.T @ u.T))
-        rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-        out[i] = np.sqrt(((a @ rot.T - b) ** 2).sum(1).mean())
+        rot, shift = kabsch(a, b)
+        out[i] = np.sqrt(((a @ rot.T + shift - b) ** 2).sum(1).mean())
     return out
 
 
