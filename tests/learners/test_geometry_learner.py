@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from retroscope.learners.geometry.edm import EDM
-from retroscope.learners.geometry.module import GeometryNetwork, assign_undetected, to_frame
+from retroscope.learners.geometry.module import (GeometryModule, GeometryNetwork, assign_undetected,
+                                                 to_frame)
 from retroscope.models.ion_transformer import momentum_frame
 
 
@@ -95,3 +96,29 @@ def test_undetected_identical_atoms_take_the_closest_assignment():
     # a detected atom is never reassigned
     ions[0, 4, 1] = 1.0
     assert torch.equal(assign_undetected(pred, target, ions), target)
+
+
+def test_regressor_answers_once_and_fits_a_batch():
+    torch.manual_seed(2)
+    net = GeometryNetwork("ion_transformer", {"dim": 32, "depth": 1, "heads": 4,
+                                              "denoiser_depth": 1}, objective="regression")
+    module = GeometryModule(net, lr=3e-3, epochs=1, steps_per_epoch=200)
+    ions = events(b=8)
+    positions = torch.randn(8, 10, 3) * 3.0 * (ions[..., :1] > 0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = module._regression_loss(*module._inputs((ions, positions)))
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.1 * first
+    net.eval()
+    samples = net.sample(ions, k=3)               # (B, k, N, 3), momentum frame, bohr
+    assert torch.equal(samples[:, 0], samples[:, 2])
+    _, rotation = net.frame(ions)
+    true_frame = torch.einsum("bij,bnj->bni", rotation, positions)
+    real = ions[..., 0] > 0
+    assert (samples[:, 0] - true_frame)[real].abs().mean() < 0.3 * true_frame[real].abs().mean()
+    assert not samples[:, 0][~real].any()

@@ -145,3 +145,36 @@ def test_ion_occlusion_writes_a_row_per_dropped_ion_and_atom(run, tmp_path):
     assert len(rows) == 9                                # 3 ions dropped x 3 atoms
     assert all(float(r["shift_bohr"]) >= 0 for r in rows)
     assert len(list((tmp_path / "occ").glob("*_occlusion.png"))) == 1
+
+
+def test_the_deterministic_regressor_baseline_trains_and_evaluates(run, tmp_path):
+    import json
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "explosion", "--data", str(run / "data"), "--out",
+                                 str(tmp_path / "regressor"), "--epochs", "1", "--batch-size",
+                                 "32", "--model-kwargs", TINY, "--view", '{"regressor": true}'])
+    assert result.exit_code == 0, result.output
+    calibration = json.loads((tmp_path / "regressor" / "calibration.json").read_text())
+    assert calibration["samples_per_event"] == 1
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "regressor"), "--data",
+                                 str(run / "data")])
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "regressor" / "metrics.json").read_text())
+    assert m["samples_per_event"] == 1 and 0 < m["coordinate_mae"] < 10
+    assert 0 < m["coverage_mean"] <= 1     # one conformal width per axis, still an interval
+
+
+def test_missing_ion_table_has_the_fill_and_the_forward_fit(run, tmp_path):
+    import json
+
+    result = CliRunner().invoke(app, ["explosion", "study", "missing-ions", str(run / "run"),
+                                      str(run / "data"), "--out", str(tmp_path), "--events",
+                                      "12", "--baseline", "2"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "missing-ions.json").read_text())["rows"]
+    assert rows["none"]["forward_fit"]["mae_missed"] is None
+    one_h = rows["1 H"]
+    assert one_h["forward_fit"]["n_events"] == 2 and one_h["forward_fit"]["mae_missed"] > 0
+    assert one_h["fill_then_complete_model"]["mae_missed"] > 0
+    assert one_h["network_same_events"]["n_events"] == 2

@@ -12,6 +12,10 @@ For a :class:`~retroscope.core.task.GeometryTask`: the inputs are sets of tokens
 - :mod:`.calibration`, :mod:`.predictor`: K samples per input, their mean the answer, their
   spread conformally scaled into intervals; a feature-density OOD score;
 - :mod:`.evaluation`: per-coordinate errors, aligned RMSD, coverage, the task's metrics.
+
+``geometry_regressor`` is the same network trained as a deterministic regressor (one answer
+per token, intervals of one conformal width per axis): the baseline that shows what the
+diffusion model's sampling adds.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ SAMPLES_PER_EVENT = 16
 
 class GeometryLearner(NetworkLearner):
     name = "geometry"
+    #: what the network is trained for (:data:`.module.OBJECTIVES`)
+    objective = "diffusion"
+    #: answers drawn per input (the mean is the answer, the spread the interval's shape)
+    samples_per_event = SAMPLES_PER_EVENT
     defaults = {"batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4, "epochs": 30,
                 "patience": 10}
 
@@ -39,7 +47,7 @@ class GeometryLearner(NetworkLearner):
     def build_network(self, task, cfg):
         from retroscope.learners.geometry.module import GeometryNetwork
 
-        return GeometryNetwork(cfg.model, cfg.model_kwargs)
+        return GeometryNetwork(cfg.model, cfg.model_kwargs, objective=self.objective)
 
     def prepare_network(self, network, cfg, train_set):
         """``cfg.init_from``'s weights (two-step training) and ``cfg.freeze`` pair blocks
@@ -65,7 +73,7 @@ class GeometryLearner(NetworkLearner):
         from retroscope.learners.geometry.calibration import calibrate_and_save
 
         return calibrate_and_save(task, network, cfg, Path(out), train_set, val_set,
-                                  SAMPLES_PER_EVENT)
+                                  self.samples_per_event)
 
     def predictor_class(self):
         from retroscope.learners.geometry.predictor import Predictor
@@ -111,6 +119,15 @@ class GeometryLearner(NetworkLearner):
         return demo_table(task, rows, truth)
 
 
-LEARNER = GeometryLearner()
+class GeometryRegressorLearner(GeometryLearner):
+    """The same network, trained by MSE to answer one position per token (no sampling)."""
 
-__all__ = ["LEARNER", "GeometryLearner"]
+    name = "geometry_regressor"
+    objective = "regression"
+    samples_per_event = 1
+
+
+LEARNER = GeometryLearner()
+REGRESSOR = GeometryRegressorLearner()
+
+__all__ = ["LEARNER", "REGRESSOR", "GeometryLearner", "GeometryRegressorLearner"]

@@ -59,7 +59,7 @@ def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set,
     s = sample_events(network, tokens, samples_per_event, seed=cfg.seed)
     real = real_tokens(tokens)
     true_frame = positions_in_frame(s.rotation, truth)
-    std = np.maximum(s.std[real], 1e-6)
+    std = np.maximum(s.std[real], 1e-6)   # a regressor (no spread): intervals of one width
     calibrator = ConformalCalibrator.fit(s.mean[real], std, true_frame[real],
                                          coverage=cfg.coverage)
     train_tokens = observed(task, np.stack([x.numpy() for x, _ in clean_rows(train_set)]),
@@ -73,6 +73,7 @@ def calibrate_and_save(task, network, cfg, out: Path, train_set, val_set,
         "learner": cfg.learner, "model": cfg.model, "model_kwargs": json.dumps(cfg.model_kwargs),
         "input_shape": json.dumps(list(tokens.shape[1:])),
         "position_scale": json.dumps(network.position_scale.tolist()),
+        "objective": network.objective,
         "edm": json.dumps(dataclasses.asdict(network.edm))})
     save_numpy({k: np.ascontiguousarray(v) for k, v in density.state_arrays().items()},
                str(out / OOD_FILE))

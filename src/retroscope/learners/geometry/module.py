@@ -8,6 +8,12 @@ frame (``models.ion_transformer.momentum_frame``), scales positions per axis by
 denoises them with EDM preconditioning (:mod:`.edm`). The loss is EDM's weighted MSE over
 real tokens; among undetected tokens of the same Z (interchangeable queries) each target is
 first assigned to the prediction it is closest to (the minimum over their permutations).
+
+``objective="regression"`` makes the same network a deterministic regressor (the baseline
+the diffusion model is compared with): the denoiser reads no noisy positions (x = 0) at the
+fixed level sigma_max, where c_skip x vanishes and D = c_out F, so it answers one position
+per token directly, trained by the plain MSE (in units of sigma_data^2, the EDM weight at
+large sigma); its "samples" are that one answer.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from retroscope.train.schedules import optimizer_recipe
 
 #: MOLEXA's per-axis position scale in the momentum frame (bohr)
 POSITION_SCALE = (23.6, 20.0, 15.8)
+#: what the denoiser is trained for: EDM's denoising, or one direct answer (a regressor)
+OBJECTIVES = ("diffusion", "regression")
 #: noise levels of the validation loss: ln sigma at -1.5, -0.5, 0.5, 1.5 standard deviations
 VAL_Z = (-1.5, -0.5, 0.5, 1.5)
 
@@ -37,9 +45,13 @@ class GeometryNetwork(nn.Module):
     the position scale and EDM's preconditioning."""
 
     def __init__(self, model_name: str, model_kwargs: dict, edm: EDM | None = None,
-                 position_scale=POSITION_SCALE) -> None:
+                 position_scale=POSITION_SCALE, objective: str = "diffusion") -> None:
         super().__init__()
         from retroscope.models import build_model
+
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
 
         self.body = build_model(model_name, out_dim=3, head="diffusion", **model_kwargs)
         self.register_buffer("position_scale", torch.tensor(position_scale, dtype=torch.float32))
@@ -75,6 +87,12 @@ class GeometryNetwork(nn.Module):
         f = self.body(c_in[:, None, None] * x, c_noise, nodes, valid)
         return (c_skip[:, None, None] * x + c_out[:, None, None] * f) * valid[..., None]
 
+    def regress(self, nodes, valid) -> torch.Tensor:
+        """The regressor's answer: D(0; sigma_max) on scaled positions (B, N, 3)."""
+        b, n = valid.shape
+        sigma = torch.full((b,), self.edm.sigma_max, device=valid.device)
+        return self.denoise(torch.zeros(b, n, 3, device=valid.device), sigma, nodes, valid)
+
     @torch.no_grad()
     def sample(self, ions: torch.Tensor, k: int, generator: torch.Generator | None = None,
                steps: int | None = None) -> torch.Tensor:
@@ -83,6 +101,9 @@ class GeometryNetwork(nn.Module):
         ions_frame, _ = self.frame(ions)
         nodes, valid = self.condition(ions_frame)
         b, n = valid.shape
+        if self.objective == "regression":
+            x = self.regress(nodes, valid)[:, None].expand(b, k, n, 3)
+            return x * self.position_scale
         nodes = nodes.repeat_interleave(k, dim=0)
         valid_k = valid.repeat_interleave(k, dim=0)
         x = self.edm.sample(lambda x, s: self.denoise(x, s, nodes, valid_k), (b * k, n, 3),
@@ -143,8 +164,19 @@ class GeometryModule(L.LightningModule):
         w = edm.loss_weight(sigma)[:, None] * valid
         return (w * err).sum() / (3.0 * valid.sum().clamp(min=1))
 
+    def _regression_loss(self, ions, target, nodes, valid) -> torch.Tensor:
+        pred = self.network.regress(nodes, valid)
+        target = assign_undetected(pred, target, ions)
+        err = ((pred - target) ** 2).sum(-1) * valid
+        return err.sum() / (3.0 * self.network.edm.sigma_data ** 2 * valid.sum().clamp(min=1))
+
     def training_step(self, batch, batch_idx):
         ions, target, nodes, valid = self._inputs(batch)
+        if self.network.objective == "regression":
+            loss = self._regression_loss(ions, target, nodes, valid)
+            self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
+                     batch_size=len(ions))
+            return loss
         sigma = self.network.edm.training_sigma(len(ions), device=ions.device)
         loss = self._loss(ions, target, nodes, valid, sigma, torch.randn_like(target))
         self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
@@ -153,6 +185,11 @@ class GeometryModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         ions, target, nodes, valid = self._inputs(batch)
+        if self.network.objective == "regression":
+            loss = self._regression_loss(ions, target, nodes, valid)
+            self.log("val_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
+                     batch_size=len(ions))
+            return loss
         edm = self.network.edm
         g = torch.Generator(device=ions.device).manual_seed(batch_idx)
         losses = []

@@ -94,7 +94,8 @@ def matched_truth(pred: np.ndarray, true: np.ndarray, tokens: np.ndarray) -> np.
 def build_network(meta: dict) -> GeometryNetwork:
     edm = EDM(**json.loads(meta.get("edm", "{}")))
     return GeometryNetwork(meta["model"], json.loads(meta["model_kwargs"]), edm,
-                           tuple(json.loads(meta["position_scale"])))
+                           tuple(json.loads(meta["position_scale"])),
+                           objective=meta.get("objective", "diffusion"))
 
 
 class Predictor:

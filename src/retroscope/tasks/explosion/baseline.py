@@ -31,18 +31,20 @@ class ForwardFit:
         self.seed = seed
         self.max_nfev = max_nfev
 
-    def fit(self, symbols, tokens: np.ndarray, reference_bohr: np.ndarray) -> dict:
+    def fit(self, symbols, tokens: np.ndarray, reference_bohr: np.ndarray,
+            missed_charges: np.ndarray | None = None) -> dict:
         """Fit one event: ``tokens`` (k, 5) of its k atoms (undetected ones with q = 0; their
-        charge is then unknown, taken as 1), ``reference_bohr`` (k, 3) the equilibrium
-        geometry in any orientation. Returns positions (k, 3), the cost, simulator calls
-        and seconds."""
+        charge is unknown: ``missed_charges`` (k,) guesses it, else 1), ``reference_bohr``
+        (k, 3) the equilibrium geometry in any orientation. Returns positions (k, 3), the
+        cost, simulator calls and seconds."""
         from scipy.optimize import least_squares
 
         t0 = time.perf_counter()
         tokens = np.asarray(tokens, float)
         k = len(tokens)
         detected = tokens[:, 1] > 0
-        q = np.where(detected, tokens[:, 1], 1.0)
+        guess = 1.0 if missed_charges is None else np.asarray(missed_charges, float)
+        q = np.where(detected, tokens[:, 1], guess)
         m = masses_u(symbols)
         p_meas = tokens[detected, 2:5]
         scale = np.abs(p_meas).max()

@@ -34,11 +34,14 @@ def missing_ions(
     events: Annotated[int, typer.Option(help="test events per scenario (at most)")] = 600,
     complete_run: Annotated[Optional[Path], typer.Option(
         help="run trained on complete events, for the momentum-conservation fill")] = None,
+    baseline: Annotated[int, typer.Option(
+        help="events per scenario for the forward fit (0: none)")] = 0,
 ) -> None:
     """MAE of detected and missed atoms with 0, 1, 2 hydrogens or one heavy atom missed."""
     from retroscope.tasks.explosion.studies import missing_ions as study_run
 
-    console.print_json(json.dumps(study_run(run, data, out, events, complete_run)))
+    console.print_json(json.dumps(study_run(run, data, out, events, complete_run,
+                                            baseline_n=baseline)))
 
 
 @study.command("two-step")

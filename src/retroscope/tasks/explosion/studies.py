@@ -4,7 +4,8 @@
   heavy atom missed; per-coordinate MAE of the detected and the missed atoms apart, from a
   run trained with missed ions; beside it the momentum-conservation fill for one missed ion
   (its momentum is minus the sum of the others, its charge the middle of its element's
-  range), read by a run trained on complete events.
+  range), read by a run trained on complete events; and the forward fit (:mod:`.baseline`)
+  on the first events of each scenario, the missed ions' charges guessed the same way.
 - :func:`two_step`: MOLEXA's two-step training: a network pretrained on many cheap events
   and fine-tuned on few precise ones, against the same precise events alone, scored on the
   same precise test split (the ratio of the MAEs; MOLEXA: 2).
@@ -42,18 +43,23 @@ def drop_ions(tokens: np.ndarray, hydrogens: int, heavy: int,
     return t, out
 
 
+def middle_charge(z: int, charge_ranges: dict) -> int:
+    """The guess for a missed ion's charge: the middle of its element's charge range."""
+    from ase.data import chemical_symbols
+
+    lo, hi = charge_ranges[chemical_symbols[int(z)]]
+    return round((lo + min(hi, z)) / 2)
+
+
 def fill_missing(tokens: np.ndarray, charge_ranges: dict) -> np.ndarray:
     """The momentum-conservation fill of one missed ion: p = -sum of the detected momenta,
     q = the middle of its element's charge range."""
-    from ase.data import chemical_symbols
-
     t = tokens.copy()
     missed = np.flatnonzero((t[:, 0] > 0) & (t[:, 1] <= 0))
     if len(missed) != 1:
         raise ValueError(f"the fill needs exactly one missed ion, got {len(missed)}")
     i = missed[0]
-    lo, hi = charge_ranges[chemical_symbols[int(t[i, 0])]]
-    t[i, 1] = round((lo + min(hi, t[i, 0])) / 2)
+    t[i, 1] = middle_charge(t[i, 0], charge_ranges)
     t[i, 2:5] = -t[t[:, 1] > 0][:, 2:5].sum(axis=0) + t[i, 2:5]
     return t
 
@@ -73,9 +79,38 @@ def _frame_errors(predictor, tokens, truth, missed) -> dict:
             "ood_fraction": float(pred["ood"].mean())}
 
 
+def _forward_fit_errors(task, tokens, truth, missed, molecules) -> dict:
+    """The forward fit on events ``tokens`` (missed ions' charges guessed by
+    :func:`middle_charge`), scored in each event's momentum frame like the network."""
+    from retroscope.learners.geometry.predictor import matched_truth
+    from retroscope.tasks.explosion.baseline import ForwardFit
+    from retroscope.tasks.explosion.frame import canonical_rotation
+    from retroscope.tasks.explosion.molecules import molecule
+
+    fit = ForwardFit()
+    ranges = task.settings.charge_ranges
+    pred, true, seconds = np.zeros_like(truth), np.zeros_like(truth), []
+    for i, t in enumerate(tokens):
+        k = int((t[:, 0] > 0).sum())
+        symbols, reference = molecule(task.settings.molecules[int(molecules[i])])
+        guess = np.array([middle_charge(z, ranges) for z in t[:k, 0]], float)
+        result = fit.fit(symbols, t[:k], reference, missed_charges=guess)
+        rot = canonical_rotation(t[:k, 2:5], t[:k, 0], t[:k, 1], t[:k, 1] > 0)
+        pred[i, :k] = result["positions"] @ rot.T
+        true[i, :k] = (truth[i, :k] - truth[i, :k].mean(axis=0)) @ rot.T
+        seconds.append(result["seconds"])
+    true = matched_truth(pred, true, tokens)
+    err = np.abs(pred - true)
+    real = tokens[..., 0] > 0
+    return {"n_events": len(tokens), "mae_detected": float(err[real & ~missed].mean()),
+            "mae_missed": float(err[missed].mean()) if missed.any() else None,
+            "mae_all": float(err[real].mean()), "s_per_event": float(np.median(seconds))}
+
+
 def missing_ions(run: Path, data: Path, out: Path, n_events: int = 600,
-                 complete_run: Path | None = None, seed: int = 0) -> dict:
-    """The missing-ion table on the first ``n_events`` test events of ``data``."""
+                 complete_run: Path | None = None, seed: int = 0, baseline_n: int = 0) -> dict:
+    """The missing-ion table on the first ``n_events`` test events of ``data``, with the
+    forward fit on the first ``baseline_n`` events of each scenario."""
     from retroscope.data.dataset import ShardDataset
     from retroscope.learners.geometry.calibration import split_arrays
     from retroscope.learners.geometry.predictor import Predictor
@@ -84,6 +119,7 @@ def missing_ions(run: Path, data: Path, out: Path, n_events: int = 600,
     filler = Predictor(complete_run) if complete_run else predictor
     test = ShardDataset(data, predictor.task, "test", in_memory=True)
     tokens, truth = split_arrays(test, n_events)
+    molecules = np.asarray(test.params["molecule"])[:len(tokens)]
     test.close()
     rng = np.random.default_rng(seed)
     rows = {}
@@ -103,6 +139,11 @@ def missing_ions(run: Path, data: Path, out: Path, n_events: int = 600,
             ranges = predictor.task.settings.charge_ranges
             filled = np.stack([fill_missing(e, ranges) for e in t])
             row["fill_then_complete_model"] = _frame_errors(filler, filled, truth_s, m)
+        if baseline_n:
+            b = min(baseline_n, len(t))
+            row["forward_fit"] = _forward_fit_errors(predictor.task, t[:b], truth_s[:b], m[:b],
+                                                     molecules[idx][:b])
+            row["network_same_events"] = _frame_errors(predictor, t[:b], truth_s[:b], m[:b])
         rows[name] = row
     result = {"study": "missing-ions", "run": str(run), "complete_run": str(complete_run or run),
               "data": str(data), "rows": rows}

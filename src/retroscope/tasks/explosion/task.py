@@ -87,12 +87,15 @@ class ExplosionSettings:
 class ExplosionView:
     """The detector drawn on training events (:mod:`.detector`; recorded in a run, not in
     the data): per-ion detection efficiency range, momentum resolution (a.u., and relative),
-    and the dead time as a p_z difference (a.u.). The defaults catch every ion exactly."""
+    and the dead time as a p_z difference (a.u.). The defaults catch every ion exactly.
+    ``regressor``: train the same network as a deterministic regressor (the
+    ``geometry_regressor`` learner, a baseline) instead of the diffusion model."""
 
     detection_efficiency: tuple[float, float] = (1.0, 1.0)
     resolution_au: float = 0.0
     relative_resolution: float = 0.0
     dead_pz_au: float = 0.0
+    regressor: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.detection_efficiency
@@ -126,6 +129,8 @@ class ExplosionTask(GeometryTask):
                  view: ExplosionView | None = None) -> None:
         self.settings = settings or ExplosionSettings()
         self.view = view or ExplosionView()
+        if self.view.regressor:
+            self.learner = "geometry_regressor"
         s = self.settings
         self.space = ParameterSpace(
             (Choice("molecule", tuple(s.molecules), doc="g2 name"),
