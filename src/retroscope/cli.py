@@ -89,14 +89,41 @@ def simulate(
     sampling: Annotated[str, typer.Option(help="uniform, sobol or grid")] = "uniform",
     config: Annotated[Optional[str], typer.Option(help="JSON of task simulation settings")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a dataset made with other settings")] = False,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="'slurm': submit Dask workers as SLURM jobs (the cluster extra)")] = None,
+    cluster_profile: Annotated[Optional[Path], typer.Option(
+        help="TOML of the SLURM jobs: cores, memory, walltime, account, partition, jobs, "
+             "prologue")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="with --cluster: print the job script and the plan, submit nothing")] = False,
 ) -> None:
     """Simulate a labelled dataset into write-once HDF5 shards (resumes if interrupted)."""
-    from retroscope.compute.campaign import generate
+    from retroscope.compute.campaign import generate, plan
     from retroscope.compute.executors import make_executor
     from retroscope.data.shards import DatasetError
 
     t = _with_config(_task(task), config)
-    executor = make_executor(workers, scheduler)
+    cluster_object = None
+    if cluster is not None:
+        from retroscope.compute.slurm import SlurmProfile, job_script, slurm_cluster
+
+        if cluster != "slurm":
+            _fail(f"--cluster {cluster!r}: only 'slurm' is known (or --scheduler ADDRESS)")
+        try:
+            profile = SlurmProfile.load(cluster_profile)
+            if dry_run:
+                shards = len(plan(t, n, shard_size, seed, sampling).shards)
+                typer.echo(job_script(profile))   # unwrapped: a file to submit
+                typer.echo(f"# {n} samples of {task} in {shards} shards to {out}; up to "
+                           f"{profile.jobs} jobs of {profile.cores} workers, each retired "
+                           f"after {profile.lifetime_minutes:.0f} min")
+                return
+            cluster_object = slurm_cluster(profile)
+        except (ImportError, ValueError) as exc:
+            _fail(str(exc))
+    elif dry_run:
+        _fail("--dry-run needs --cluster slurm")
+    executor = make_executor(workers, scheduler, cluster_object)
     try:
         manifest = generate(t, out, n, shard_size=shard_size, seed=seed, sampling=sampling,
                             executor=executor, overwrite=overwrite)

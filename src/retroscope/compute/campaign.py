@@ -6,6 +6,15 @@ own ``SeedSequence(seed, spawn_key=(1, index))`` and the parameters of all rows 
 ``SeedSequence(seed, spawn_key=(0,))``, so the same seed gives byte-identical arrays whatever
 the number of workers and whatever the order in which shards finish. Asking for different
 settings in a directory that already holds a dataset is refused with the list of differences.
+
+Workers write shards (each to a temporary name in ``shards/``, renamed into place when
+complete: :func:`retroscope.io.atomic.atomic_write`); only the client writes the manifest.
+A worker killed mid-shard leaves at most a ``.shard-*.tmp`` file, which the campaign deletes
+when it starts and when it ends; the shard itself is simulated again. On a file system
+without an atomic rename (some object stores, old NFS clients) a reader could see a shard
+half-written; ``shard_is_complete`` (row count, settings hash, split present) then finds
+it incomplete on the next run and it is simulated again, but write the shards to a POSIX
+file system (Lustre, GPFS, NFSv4) to be safe.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ def generate(task: Task, out: Path, n: int, shard_size: int = 256, seed: int = 0
 
     manifest = wanted
     (out / "shards").mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out)
     chash = manifest.config_hash
     for info in manifest.shards:
         info.done = shard_is_complete(out / info.file, info.rows, chash)
@@ -126,7 +136,17 @@ def generate(task: Task, out: Path, n: int, shard_size: int = 256, seed: int = 0
             by_index[index].done = True
             manifest.save(out)
             bar.advance(tid, rows)
+    remove_temporaries(out)
     return manifest
+
+
+def remove_temporaries(out: Path) -> list[Path]:
+    """Delete the temporary files that workers killed mid-shard left in ``out/shards``
+    (never a finished shard). Call it only when no worker is writing there."""
+    stale = sorted((Path(out) / "shards").glob(".shard-*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _remove_dataset(out: Path) -> None:

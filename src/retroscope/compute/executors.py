@@ -7,9 +7,15 @@ interruption loses at most the shards still running.
 - :class:`InProcess` runs jobs one after the other (debugging, tiny sets, tests).
 - :class:`ProcessPool` uses local processes without Dask.
 - :class:`Dask` starts a ``distributed.LocalCluster`` with ``workers`` single-threaded worker
-  processes (the embedded default), or joins an existing scheduler given by ``address``
-  (a real cluster started with ``dask scheduler`` / ``dask worker tcp://host:8786``). Workers
+  processes (the embedded default), joins an existing scheduler given by ``address``
+  (a real cluster started with ``dask scheduler`` / ``dask worker tcp://host:8786``), or
+  drives a cluster object such as :func:`retroscope.compute.slurm.slurm_cluster`'s. Workers
   must have retroscope installed. Dask's nanny sets ``OMP_NUM_THREADS=1`` in each worker.
+
+A worker that dies mid-shard (killed, out of memory, retired at its walltime) loses nothing:
+the scheduler runs its shard again on another worker (up to Dask's
+``distributed.scheduler.allowed-failures`` deaths per shard), and the shard file it was
+writing never appears under its final name.
 
 Dask's nanny also sets ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers by default, which
 turns off glibc's adaptive mmap threshold: every array above 128 KiB is then mapped and
@@ -70,12 +76,16 @@ class ProcessPool:
 class Dask:
     """Run jobs on Dask: a new LocalCluster of ``workers`` processes, or ``address``."""
 
-    def __init__(self, workers: int = 2, address: str | None = None) -> None:
+    def __init__(self, workers: int = 2, address: str | None = None, cluster=None) -> None:
         import dask
         from distributed import Client, LocalCluster
 
         self._cluster = None
-        if address:
+        if cluster is not None:
+            self._cluster = cluster
+            self.client = Client(cluster)
+            self.name = f"dask {type(cluster).__name__}"
+        elif address:
             self.client = Client(address)
             self.name = f"dask scheduler {address}"
         else:
@@ -99,8 +109,11 @@ class Dask:
             self._cluster.close()
 
 
-def make_executor(workers: int = 1, scheduler: str | None = None):
-    """In-process for one worker, a LocalCluster for several, the scheduler when given."""
+def make_executor(workers: int = 1, scheduler: str | None = None, cluster=None):
+    """In-process for one worker, a LocalCluster for several, the scheduler or cluster
+    object when given."""
+    if cluster is not None:
+        return Dask(cluster=cluster)
     if scheduler:
         return Dask(address=scheduler)
     if workers > 1:

@@ -78,7 +78,10 @@ class ForwardFit:
         """The reference geometry turned so that its explosion's momentum frame (from the
         same detected ions) is the measured one."""
         ref = np.asarray(reference, float) - np.mean(reference, axis=0)
-        p_ref = momenta(ref[None].ravel())[0]
+        # a symmetric reference (SiH4, CCl4: the central atom's momentum is zero) has no
+        # momentum frame; the frame of a copy jittered by 0.05 bohr is as good a start
+        probe = ref + np.random.default_rng(0).normal(scale=0.05, size=ref.shape)
+        p_ref = momenta(probe[None].ravel())[0]
         rot_ref = canonical_rotation(p_ref, tokens[:, 0], tokens[:, 1], detected)
         rot_meas = canonical_rotation(tokens[:, 2:5], tokens[:, 0], tokens[:, 1], detected)
         return ref @ rot_ref.T @ rot_meas
