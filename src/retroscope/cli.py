@@ -194,6 +194,11 @@ def train(
     tracking: Annotated[str, typer.Option(help="csv or mlflow")] = "csv",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI")] = None,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
+    devices: Annotated[int, typer.Option(
+        help="processes (CPU) or GPUs per node; more than 1 trains with DDP")] = 1,
+    num_nodes: Annotated[int, typer.Option(help="nodes (under SLURM's srun)")] = 1,
+    strategy: Annotated[str, typer.Option(
+        help="Lightning strategy (auto: ddp for several devices)")] = "auto",
     resume: Annotated[bool, typer.Option(help="continue an interrupted run")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run")] = False,
 ) -> None:
@@ -216,11 +221,13 @@ def train(
                            view=views, precision=precision, tracking=tracking,
                            tracking_uri=tracking_uri, seed=seed,
                            init_from=None if init_from is None else str(init_from),
-                           freeze=freeze)
+                           freeze=freeze, devices=devices, num_nodes=num_nodes,
+                           strategy=strategy)
         summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)
     except (RunError, DatasetError, ValueError) as exc:
         _fail(str(exc))
-    console.print_json(json.dumps(summary))
+    if "global_rank" not in summary:     # the other processes of a DDP run stay quiet
+        console.print_json(json.dumps(summary))
 
 
 @app.command()
@@ -380,6 +387,9 @@ def tune(
     model: Annotated[Optional[str], typer.Option(help="registered model name")] = None,
     model_kwargs: Annotated[Optional[str], typer.Option(help="JSON of model settings")] = None,
     seed: Annotated[int, typer.Option(help="seed of the sampler and the trials")] = 0,
+    storage: Annotated[Optional[str], typer.Option(
+        help="SQLAlchemy URL of the study database (sqlite:///studies.db, "
+             "postgresql://host/db); default: a journal file in --out")] = None,
 ) -> None:
     """Bayesian optimisation of training hyperparameters (GP after 5 Sobol trials)."""
     from retroscope.compute.executors import make_executor
@@ -395,7 +405,7 @@ def tune(
     executor = make_executor(workers, scheduler)
     try:
         result = run_tune(t, base, out, n_trials=trials, parallel=parallel, executor=executor,
-                          seed=seed, console=console)
+                          seed=seed, console=console, storage=storage)
     except ValueError as exc:
         _fail(str(exc))
     finally:

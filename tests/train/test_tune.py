@@ -69,3 +69,54 @@ def test_gp_mean_interpolates_smooth_data():
     pred = gp_posterior_mean(x, y, xq)
     truth = np.sin(3 * xq[:, 0]) + xq[:, 1] ** 2
     assert np.sqrt(np.mean((pred - truth) ** 2)) < 0.1 * y.std()
+
+
+def test_a_study_in_a_database_continues_after_its_process_is_killed(tmp_path, blob_data):
+    """`retroscope tune --storage sqlite:///...` is killed (SIGKILL) after its first trial;
+    the same command then completes the study without redoing that trial."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from retroscope.train.tune import STUDY_FILE, study_storage
+
+    command = Path(sys.executable).with_name("retroscope")
+    if not command.exists():
+        pytest.skip("the retroscope command is not installed beside this Python")
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = tmp_path / "study"
+    args = [str(command), "tune", "blob-test", "--data", str(blob_data), "--out", str(out),
+            "--trials", "3", "--epochs", "1", "--batch-size", "32", "--model", "resnet18",
+            "--model-kwargs", '{"base_width": 4, "stem": "small"}', "--storage", url]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def complete() -> list:
+        try:
+            backend, name = study_storage(out, url)
+            study = optuna.load_study(study_name=name, storage=backend)
+        except (KeyError, ValueError):   # not created yet
+            return []
+        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while not complete() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    done_before = {t.number: t.params for t in complete()}
+    assert 1 <= len(done_before) < 3, first.stderr.read().decode()[-2000:]
+
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    after = {t.number: t.params for t in complete()}
+    assert len(after) == 3
+    assert all(after[n] == p for n, p in done_before.items())   # kept, not redone
+    assert not (out / STUDY_FILE).exists()                      # the study is in the database
+    assert json.loads((out / "tuning.json").read_text())["n_complete"] == 3

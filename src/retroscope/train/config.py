@@ -49,6 +49,9 @@ class TrainConfig:
     coverage: float = 0.9
     symmetrise: bool = True  # average predictions over the task's input_flips
     precision: str = "32-true"  # Lightning precision; "bf16-mixed": autocast in bfloat16
+    devices: int = 1  # processes (CPU) or GPUs per node; > 1 trains with DDP
+    num_nodes: int = 1  # nodes (under SLURM's srun)
+    strategy: str = "auto"  # Lightning strategy; "auto" is ddp for several devices
     tracking: str = "csv"
     tracking_uri: str | None = None
     init_from: str | None = None  # a finished run whose weights this one starts from

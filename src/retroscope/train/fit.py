@@ -21,6 +21,7 @@ from retroscope.data.shards import Manifest
 from retroscope.io.atomic import write_json_atomic
 from retroscope.runs import CONFIG, RunError, prepare_run_dir, run_learner
 from retroscope.train.config import PRECISIONS, TrainConfig
+from retroscope.train.distributed import process_rank
 
 
 def train(task, cfg: TrainConfig, out: Path, resume: bool = False, overwrite: bool = False,
@@ -36,7 +37,9 @@ def train(task, cfg: TrainConfig, out: Path, resume: bool = False, overwrite: bo
         raise RunError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
     if cfg.freeze and not cfg.init_from:
         raise RunError("--freeze keeps blocks as another run trained them: give --init-from")
-    prepare_run_dir(out, resume, overwrite)
+    rank = process_rank()     # > 0 in the other processes of a DDP run: they write nothing
+    if rank == 0:
+        prepare_run_dir(out, resume, overwrite)
     if resume:
         cfg = TrainConfig(**json.loads((out / CONFIG).read_text()))
     manifest = Manifest.load(Path(cfg.data))
@@ -49,10 +52,12 @@ def train(task, cfg: TrainConfig, out: Path, resume: bool = False, overwrite: bo
     cfg.view = task.view_config()
     learner = learner_of(task)
     cfg.learner = learner.name
-    write_json_atomic(out / CONFIG, asdict(cfg))
-    summary = learner.fit(task, cfg, out, resume=resume, progress=progress,
+    if rank == 0:
+        write_json_atomic(out / CONFIG, asdict(cfg))
+    summary = learner.fit(task, cfg, out, resume=resume, progress=progress and rank == 0,
                           callbacks=callbacks)
-    write_json_atomic(out / "train_summary.json", summary)
+    if rank == 0:
+        write_json_atomic(out / "train_summary.json", summary)
     return summary
 
 

@@ -53,14 +53,21 @@ class NetworkLearner(Learner):
         """Train with ``cfg.optimizer``'s schedule and early stopping on the validation loss,
         starting (``cfg.init_from``/``cfg.freeze``) from another run's weights and input
         normalisation; then calibrate on the validation split and write the run."""
+        from retroscope.train.distributed import world_size
         from retroscope.train.trainer import fit_best, make_trainer, prepare_data
 
         train_set, val_set, train_loader, val_loader = prepare_data(task, cfg, self)
         network = self.prepare_network(self.build_network(task, cfg), cfg, train_set)
-        module = self.build_module(task, network, cfg, len(train_loader))
-        trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", len(train_loader), callbacks,
+        # with DDP each process takes 1/N of an epoch's batches
+        steps_per_epoch = -(-len(train_loader) // world_size(cfg))
+        module = self.build_module(task, network, cfg, steps_per_epoch)
+        trainer, ckpt = make_trainer(cfg, out, "val_loss", "min", steps_per_epoch, callbacks,
                                      progress, early_stopping=True)
         summary = fit_best(trainer, ckpt, module, train_loader, val_loader, out, resume)
+        if not trainer.is_global_zero:     # only process 0 calibrates and writes the run
+            train_set.close()
+            val_set.close()
+            return summary
         network = module.network.cpu().eval().to(memory_format=torch.contiguous_format)
         summary.update(self.calibrate_and_save(task, network, cfg, out, train_set, val_set))
         summary.update({"n_train": len(train_set), "n_val": len(val_set)})

@@ -147,17 +147,22 @@ def make_trainer(cfg, out: Path, monitor: str, mode: str, steps_per_epoch: int,
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+    from retroscope.train.distributed import replica_check, strategy, world_size
+
     _quiet_lightning()
     ckpt = ModelCheckpoint(dirpath=Path(out) / "checkpoints", filename="best", monitor=monitor,
                            mode=mode, save_last=True)
     extra = [ckpt, _epoch_callback(), *(callbacks or [])]
+    if world_size(cfg) > 1:
+        extra.append(replica_check())
     if early_stopping:
         extra.insert(1, EarlyStopping(monitor=monitor, patience=cfg.patience, mode=mode))
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
 
         extra.append(RichProgressBar())
-    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices=1, callbacks=extra,
+    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices=cfg.devices,
+                        num_nodes=cfg.num_nodes, strategy=strategy(cfg), callbacks=extra,
                         logger=make_logger(cfg, out), enable_progress_bar=progress,
                         enable_model_summary=False,
                         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
@@ -170,11 +175,20 @@ def fit_best(trainer, ckpt, module, train_loader, val_loader, out: Path,
              resume: bool) -> dict:
     """Train ``module`` (continuing from ``checkpoints/last.ckpt`` with ``resume``), then load
     the best epoch's weights into it. Returns the summary entries every learner reports:
-    training seconds, epochs run, the best epoch and its monitored score, the device."""
+    training seconds, epochs run, the best epoch and its monitored score, the device; with
+    several processes their number and the largest weight difference between replicas. A
+    process other than 0 returns only its ``global_rank`` (it writes nothing)."""
     last = Path(out) / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return {"global_rank": trainer.global_rank}
+    replicas = {}
+    if trainer.world_size > 1:
+        check = next(c for c in trainer.callbacks if hasattr(c, "max_difference"))
+        replicas = {"world_size": trainer.world_size,
+                    "replica_weight_difference": check.max_difference}
     best = ckpt.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=False)
     module.load_state_dict(state["state_dict"])
@@ -182,4 +196,4 @@ def fit_best(trainer, ckpt, module, train_loader, val_loader, out: Path,
     return {"train_seconds": seconds, "epochs_run": trainer.current_epoch,
             "best_epoch": int(state.get("epoch", -1)),
             f"best_{ckpt.monitor}": None if score is None else float(score),
-            "device": str(trainer.strategy.root_device)}
+            "device": str(trainer.strategy.root_device), **replicas}

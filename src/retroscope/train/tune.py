@@ -12,8 +12,12 @@ small budget) executed through the campaign executors (in-process, Dask LocalClu
 existing Dask scheduler), ``parallel`` trials at a time.
 
 The study lives in ``OUT/study.journal`` (Optuna's journal file storage, safe for several
-processes), so a tuning run that is stopped can be continued with the same command: trials
-that were running when it stopped are marked failed and queued again with the same values.
+processes), or with ``storage`` in a database (Optuna's RDB storage: ``sqlite:///path.db``
+on one machine, any SQLAlchemy URL such as ``postgresql://host/db`` for a cluster; the study
+is named after the absolute path of ``OUT``). A tuning run that is stopped can be continued
+with the same command: trials that were running when it stopped are marked failed and queued
+again with the same values. One ``tune`` process drives a study (its trials run wherever the
+executor sends them); two at once would re-queue each other's running trials.
 Writes ``OUT/tuning.json`` (best values, every trial, the best-so-far trace) and the plots
 ``OUT/plots/best_so_far.png`` (the paper's Fig. 5g) and ``OUT/plots/slices.png`` (Fig. 5a-f:
 2D slices of the GP's mean through the best point, trials overlaid).
@@ -76,20 +80,34 @@ def run_trial(task_name: str, cfg: dict, out: str) -> dict:
 N_SOBOL = 5
 
 
-def _study(out: Path, seed: int, space: tuple[Hyperparameter, ...] | None = None):
-    """The study in ``out`` (created, or loaded to continue). A new study gets the five Sobol
-    points of the warm start queued at once, so a restarted run neither repeats nor skips
-    them (a QMC sampler would restart its sequence with the process)."""
+def study_storage(out: Path, storage: str | None = None):
+    """(Optuna storage, study name): the journal file in ``out``, or the database at the
+    SQLAlchemy URL ``storage`` with the study named after ``out``'s absolute path."""
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if storage is None:
+        return JournalStorage(JournalFileBackend(str(out / STUDY_FILE))), "retroscope"
+    try:
+        return RDBStorage(storage), f"retroscope:{Path(out).resolve()}"
+    except Exception as exc:  # a bad URL, a missing driver, an unreachable server
+        raise ValueError(f"study storage {storage!r}: {exc}") from exc
+
+
+def _study(out: Path, seed: int, space: tuple[Hyperparameter, ...] | None = None,
+           storage: str | None = None):
+    """The study of ``out`` (created, or loaded to continue), in ``storage`` (see
+    :func:`study_storage`). A new study gets the five Sobol points of the warm start queued
+    at once, so a restarted run neither repeats nor skips them (a QMC sampler would restart
+    its sequence with the process)."""
     import optuna
     from optuna.samplers import GPSampler
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = JournalStorage(JournalFileBackend(str(out / STUDY_FILE)))
+    backend, name = study_storage(out, storage)
     sampler = GPSampler(seed=seed, n_startup_trials=N_SOBOL, warn_independent_sampling=False)
-    study = optuna.create_study(study_name="retroscope", storage=storage, sampler=sampler,
+    study = optuna.create_study(study_name=name, storage=backend, sampler=sampler,
                                 direction="maximize", load_if_exists=True)
     if space and not study.get_trials(deepcopy=False):
         from scipy.stats import qmc
@@ -119,11 +137,13 @@ def _requeue_interrupted(study) -> int:
 
 def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=None,
          space: tuple[Hyperparameter, ...] | None = None, seed: int = 0,
-         console=None) -> dict:
+         console=None, storage: str | None = None) -> dict:
     """Run (or continue) a study until ``n_trials`` trials have completed.
 
     ``base`` is the ``TrainConfig`` of every trial (data, model, small budget: epochs,
     max_minutes, limit_train); the trial's values replace its fields named in ``space``.
+    ``storage``: an SQLAlchemy URL of the study's database (default: a journal file in
+    ``out``); trials, plots and ``tuning.json`` stay in ``out``.
     """
     from optuna.trial import TrialState
 
@@ -146,7 +166,7 @@ def tune(task, base, out: Path, n_trials: int = 12, parallel: int = 1, executor=
             raise ValueError(f"{out} holds a study with other settings; use another --out")
     else:
         write_json_atomic(settings_file, settings)
-    study = _study(out, seed, space)
+    study = _study(out, seed, space, storage)
     requeued = _requeue_interrupted(study)
     if requeued and console:
         console.print(f"re-queued {requeued} trial(s) interrupted by the last run")

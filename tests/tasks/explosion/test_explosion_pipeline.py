@@ -126,6 +126,8 @@ def test_a_held_out_campaign_of_other_molecules_is_scored_whole(run, tmp_path):
     m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert m["n"] == 30 and m["split"] == "all"
     assert m["ood_fraction"] == 1.0          # molecules of formulas the run never saw
+    assert m["ood_novel_composition_fraction"] == 1.0
+    assert 0.0 <= m["ood_feature_distance_fraction"] <= 1.0
     assert m["baseline"]["n_events"] == 2 and m["baseline"]["baseline_coordinate_mae"] < 1.0
     bad = runner.invoke(app, ["evaluate", str(run / "run"), "--data", str(tmp_path / "held"),
                               "--split", "everything"])

@@ -55,9 +55,9 @@ class ClassificationModule(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         accuracy = (logits.argmax(dim=1) == y).float().mean()
         self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
-                 batch_size=len(x))
+                 batch_size=len(x), sync_dist=True)
         self.log(f"{stage}_accuracy", accuracy, prog_bar=stage == "val", on_epoch=True,
-                 on_step=False, batch_size=len(x))
+                 on_step=False, batch_size=len(x), sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):

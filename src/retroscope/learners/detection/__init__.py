@@ -43,6 +43,10 @@ class DetectionLearner(Learner):
         if cfg.init_from or cfg.freeze:
             raise ValueError("the detection learner does not start from another run "
                              "(--init-from, --freeze): train it from scratch")
+        if cfg.devices * cfg.num_nodes > 1:
+            # its validation mAP is computed over the whole split in one process
+            raise ValueError("the detection learner trains in one process: leave --devices "
+                             "and --num-nodes at 1")
         import torch
 
         from retroscope.data.shards import Manifest

@@ -88,6 +88,10 @@ def evaluate(run_dir: Path, data: Path, split: str = "test", out: Path | None = 
         "task_metrics": {k: summarise(v) for k, v in task_metrics.items() if len(v)},
         "task_summary": task.summary_metrics(true_rec, pred_rec),
         "ood_fraction": float(pred["ood"].mean()),
+        # the two reasons apart: a composition no training event had, a far feature vector
+        "ood_novel_composition_fraction": float(pred["novel_composition"].mean()),
+        "ood_feature_distance_fraction": float(
+            (pred["ood_score"] > predictor.density.threshold).mean()),
         "inference_ms_per_sample": pred["ms_per_event"],
     }
     names = [f"{axis} ({'momentum frame'})" for axis in AXES]
@@ -144,7 +148,11 @@ def report(metrics: dict) -> list:
     if figures:
         out.append(f"classical method ({base['method']}), the same {base['n_events']} "
                    "inputs: " + "   ".join(f"{k} {v:.4g}" for k, v in figures.items()))
-    out.append(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%   "
+    reasons = ""
+    if "ood_novel_composition_fraction" in metrics:
+        reasons = (f" (novel composition {100 * metrics['ood_novel_composition_fraction']:.1f}%,"
+                   f" far features {100 * metrics['ood_feature_distance_fraction']:.1f}%)")
+    out.append(f"OOD-flagged: {100 * metrics['ood_fraction']:.1f}%{reasons}   "
                f"inference: {metrics['inference_ms_per_sample']:.2f} ms/input")
     return out
 

@@ -175,12 +175,12 @@ class GeometryModule(L.LightningModule):
         if self.network.objective == "regression":
             loss = self._regression_loss(ions, target, nodes, valid)
             self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
-                     batch_size=len(ions))
+                     batch_size=len(ions), sync_dist=True)
             return loss
         sigma = self.network.edm.training_sigma(len(ions), device=ions.device)
         loss = self._loss(ions, target, nodes, valid, sigma, torch.randn_like(target))
         self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
-                 batch_size=len(ions))
+                 batch_size=len(ions), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -188,7 +188,7 @@ class GeometryModule(L.LightningModule):
         if self.network.objective == "regression":
             loss = self._regression_loss(ions, target, nodes, valid)
             self.log("val_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
-                     batch_size=len(ions))
+                     batch_size=len(ions), sync_dist=True)
             return loss
         edm = self.network.edm
         g = torch.Generator(device=ions.device).manual_seed(batch_idx)
@@ -200,7 +200,7 @@ class GeometryModule(L.LightningModule):
             losses.append(self._loss(ions, target, nodes, valid, sigma, noise))
         loss = torch.stack(losses).mean()
         self.log("val_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
-                 batch_size=len(ions))
+                 batch_size=len(ions), sync_dist=True)
         return loss
 
     def configure_optimizers(self):

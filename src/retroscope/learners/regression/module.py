@@ -71,8 +71,9 @@ class RegressionModule(L.LightningModule):
         nll = gaussian_nll(mean.detach(), logvar, y)
         loss = mse + nll
         self.log(f"{stage}_loss", loss, prog_bar=True, on_epoch=True, on_step=False,
-                 batch_size=len(x))
-        self.log(f"{stage}_mse", mse, on_epoch=True, on_step=False, batch_size=len(x))
+                 batch_size=len(x), sync_dist=True)
+        self.log(f"{stage}_mse", mse, on_epoch=True, on_step=False, batch_size=len(x),
+                 sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
