@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 TASK   ?= diffraction
 
-.PHONY: demo test test-slow bench clean-demo
+.PHONY: demo test test-slow test-browser bench clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -q -m browser
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/diffraction.py

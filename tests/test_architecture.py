@@ -56,7 +56,7 @@ LAYERS = (
     ("train",),     # training machinery shared by learners
     ("learners",),  # one package per learner: regression, detection, ...
     ("infer", "explain"),  # explain: attribution maps of a run, beside its predictions
-    ("evaluate",),
+    ("evaluate", "live"),  # live: watch a folder and serve a page of its answers
     ("cli", "demo"),
 )
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -427,6 +427,108 @@ def demo(
     run_demo(_task(task), out, overwrite=overwrite, console=console)
 
 
+def _open_watcher(run: Path, folder: Path, out: Path, settings, settle: float, poll: float,
+                  csv: Optional[Path] = None):
+    """(store, watcher) of ``run`` on ``folder``, or a clear error."""
+    from retroscope.live.store import ResultStore, StoreError
+    from retroscope.live.watch import Watcher
+    from retroscope.runs import RunError
+
+    _learner_of_run(run)
+    if not folder.is_dir():
+        _fail(f"{folder}: no such folder")
+    import os
+
+    if not os.access(folder, os.R_OK | os.X_OK):
+        _fail(f"{folder}: cannot read this folder (permission denied)")
+    try:
+        store = ResultStore(out, run=str(run.resolve()), folder=str(folder.resolve()))
+        watcher = Watcher(run, folder, store, settings=settings, settle_s=settle, poll_s=poll,
+                          csv_path=csv)
+    except (StoreError, RunError, ValueError) as exc:
+        _fail(str(exc))
+    return store, watcher
+
+
+@app.command()
+def watch(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    folder: Annotated[Path, typer.Argument(help="folder where the files land")],
+    out: Annotated[Path, typer.Option(help="SQLite results table (appended)")] = Path(
+        "results.sqlite"),
+    csv: Annotated[Optional[Path], typer.Option(help="also append the rows to this CSV")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help="TOML/JSON preprocessing settings")] = None,
+    settle: Annotated[float, typer.Option(help="seconds a file must stay unchanged")] = 0.2,
+    poll: Annotated[float, typer.Option(help="seconds between folder scans without inotify")] = 1.0,
+    once: Annotated[bool, typer.Option(help="answer the files there now, then stop")] = False,
+) -> None:
+    """Answer every file that lands in FOLDER (once, even across restarts) into a SQLite
+    table; a half-written or corrupt file is retried once, then recorded with its error."""
+    import logging
+    import threading
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    store, watcher = _open_watcher(run, folder, out, settings, settle, poll, csv)
+    if once:
+        watcher.drain()
+        console.print(f"{watcher.answered} file(s) answered into {out}")
+        return
+    console.print(f"watching {folder} with {run}; results in {out} (Ctrl-C stops)")
+    stop = threading.Event()
+    try:
+        watcher.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    folder: Annotated[Path, typer.Argument(help="folder where the files land")],
+    out: Annotated[Path, typer.Option(help="SQLite results table (appended)")] = Path(
+        "results.sqlite"),
+    host: Annotated[str, typer.Option(help="address to bind (other than loopback: a token)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8765,
+    token: Annotated[Optional[str], typer.Option(
+        help="required on every request (generated and printed when binding beyond "
+             "loopback without one)")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help="TOML/JSON preprocessing settings")] = None,
+    settle: Annotated[float, typer.Option(help="seconds a file must stay unchanged")] = 0.2,
+    poll: Annotated[float, typer.Option(help="seconds between folder scans without inotify")] = 1.0,
+    watch_folder: Annotated[bool, typer.Option(
+        "--watch/--no-watch", help="answer new files here (--no-watch: another `retroscope "
+        "watch` fills --out)")] = True,
+) -> None:
+    """A local web page of the answers as files land: the latest input, its answer with the
+    interval and the OOD flag, the history with its fitted trend, the last rows."""
+    import threading
+
+    try:
+        import uvicorn
+
+        from retroscope.live.server import LiveState, make_app, needs_token, new_token
+    except ImportError as exc:
+        _fail(f"serve needs the live extra: pip install 'retroscope[live]' ({exc})")
+    store, watcher = _open_watcher(run, folder, out, settings, settle, poll)
+    if needs_token(host) and not token:
+        token = new_token()
+    learner = watcher.learner
+    live = LiveState(store, folder, watcher.task, learner.headline(watcher.task),
+                     title=f"{watcher.task.name}: {run.name} on {folder.name}")
+    stop = threading.Event()
+    if watch_folder:
+        threading.Thread(target=watcher.run, args=(stop,), daemon=True).start()
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    console.print(f"serving http://{shown}:{port}/" + (f"?token={token}" if token else ""),
+                  soft_wrap=True)
+    server = uvicorn.Server(uvicorn.Config(make_app(live, token), host=host, port=port,
+                                           log_level="warning"))
+    try:
+        server.run()
+    finally:
+        stop.set()
+
+
 def _add_task_commands() -> None:
     """Task-specific command groups (``retroscope TASK ...``) come from the entry-point group
     ``retroscope.cli``, so this module never imports a task by name."""

@@ -139,6 +139,10 @@ class Task(ABC):
     input_label: str = "network input (dimensionless)"
     #: prediction columns a person reads first (demo tables); empty: the learner's choice
     headline_columns: tuple[str, ...] = ()
+    #: the live page's history: (answer column, trend fitted over time, e.g.
+    #: "exponential_decay"; see ``retroscope.live.trend``), or None: the first headline column
+    #: without a fit
+    live_trend: tuple[str, str | None] | None = None
     #: what ``reference_prediction`` answers, for reports
     reference_name: str = "the training mean"
     #: what an experimental file must hold to be read (shape, stacks)

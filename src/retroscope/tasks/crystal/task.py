@@ -95,6 +95,9 @@ class CrystalTask(Task):
     input_flips = ((-1,), (-2,), (-2, -1))
     #: a camera frame or region of at least 24 px a side; stacks are image sequences
     accepts = InputSpec(min_px=24, aspect=(0.2, 5.0))
+    #: the live page follows the Ca+ number: reactions with a background gas deplete it
+    #: exponentially (pseudo-first order), and the page fits the rate constant
+    live_trend = ("n_ca", "exponential_decay")
 
     def __init__(self, trap: str = "oxford", n_ca: tuple[int, int] = (30, 350),
                  v_rf: tuple[float, float] = (170.0, 300.0),
