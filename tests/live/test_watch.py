@@ -4,6 +4,7 @@ import csv
 import os
 import shutil
 import sqlite3
+import time
 
 import pytest
 
@@ -99,3 +100,32 @@ def test_watch_command_once(tmp_path, blob_run, blob_images):
     assert "1 file(s) answered" in result.output
     missing = CliRunner().invoke(app, ["watch", str(run), str(tmp_path / "nope"), "--once"])
     assert missing.exit_code != 0 and "no such folder" in " ".join(missing.output.split())
+
+
+def test_a_measurement_of_several_files_waits_for_all_of_them(tmp_path, blob_run, blob_images):
+    """A task that groups files (absorption triplets) has them answered together, once."""
+    run, _ = blob_run
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    watcher = _watcher(run, folder, tmp_path / "r.sqlite")
+
+    def pairs(names, settings=None):          # "a_<id>" needs its "b_<id>"
+        ids = {n[2:] for n in names}
+        groups = [[f"a_{i}", f"b_{i}"] for i in sorted(ids)
+                  if f"a_{i}" in names and f"b_{i}" in names]
+        grouped = {n for g in groups for n in g}
+        return groups, [n for n in names if n not in grouped]
+
+    watcher.task.live_groups = pairs
+    shutil.copy(blob_images[0], folder / "a_1.png")
+    for _ in range(3):
+        watcher.step()
+        time.sleep(0.06)
+    assert watcher.store.rows() == []         # waiting for b_1.png
+    shutil.copy(blob_images[1], folder / "b_1.png")
+    for _ in range(4):
+        watcher.step()
+        time.sleep(0.06)
+    rows = watcher.store.rows()
+    assert [(r["file"], r["status"]) for r in rows] == [("a_1.png", "ok")] * 2
+    assert {name for name, _ in watcher.store.done()} == {"a_1.png", "b_1.png"}

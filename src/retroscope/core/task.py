@@ -334,6 +334,12 @@ class Task(ABC):
         """Preprocessing settings matching the files the demo writes."""
         return {}
 
+    def live_groups(self, names: list[str], settings: dict | None = None):
+        """Group the settled files of a watched folder (``retroscope watch``) into
+        measurements: (groups of names, each read together by ``read_experimental``;
+        names still waiting for the rest of their measurement). Default: each file alone."""
+        return [[name] for name in names], []
+
     def demo_files(self, test, files_dir: Path, n: int) -> tuple[list[Path], list[dict]]:
         """Write ``n`` samples of the test split (``test``, a ShardDataset) as the files a lab
         would have, for ``retroscope demo`` to predict on; returns (paths, truth per sample).

@@ -214,7 +214,8 @@ PAGE = """<!doctype html>
  #ood.fine { background: #2e7d32; color: white; }
  #ood.error { background: #ef6c00; color: white; }
  .grid { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
- img { max-width: 480px; image-rendering: pixelated; border: 1px solid #ccc; }
+ img { max-width: 600px; border: 1px solid #ccc; }
+ #latest-image { width: 360px; image-rendering: pixelated; }
  table { border-collapse: collapse; font-size: .9em; }
  td, th { border-bottom: 1px solid #ddd; padding: .2em .6em; text-align: left; }
  .value { font-size: 2em; }

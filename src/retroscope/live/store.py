@@ -2,7 +2,8 @@
 
 A row holds the file (relative to the watched folder), its modification time (ns) and size,
 when the watcher first saw it and when the answer was written, the input's label, the status
-(``ok`` or ``error``), the error message and the answer's columns as JSON. A file counts as
+(``ok``, ``error``, or ``part``: a file of a measurement answered under its first file, named
+in ``label``), the error message and the answer's columns as JSON. A file counts as
 done, whatever its status, for the modification time it was answered at; a file written
 again (a new modification time) is answered again. The database runs in WAL mode, so a page
 can read while the watcher writes; each thread opens its own connection.
@@ -25,7 +26,7 @@ CREATE TABLE IF NOT EXISTS results (
     landed_s REAL NOT NULL,
     answered_s REAL NOT NULL,
     label TEXT,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'part')),
     error TEXT,
     data TEXT NOT NULL
 );
@@ -77,11 +78,14 @@ class ResultStore:
         return {(r["file"], r["mtime_ns"]) for r in rows}
 
     def add(self, file: str, mtime_ns: int, size_bytes: int, landed_s: float,
-            answers: list[dict], error: str | None = None) -> float:
-        """Append the answers of one file (or its error) in one transaction; returns the
-        time the rows were committed."""
+            answers: list[dict], error: str | None = None, part_of: str | None = None) -> float:
+        """Append the answers of one file (or its error, or that it is a part of the
+        measurement answered under ``part_of``) in one transaction; returns the time the
+        rows were committed."""
         now = time.time()
-        if error is not None:
+        if part_of is not None:
+            rows = [(file, mtime_ns, size_bytes, landed_s, now, part_of, "part", None, "{}")]
+        elif error is not None:
             rows = [(file, mtime_ns, size_bytes, landed_s, now, None, "error", error, "{}")]
         else:
             rows = [(file, mtime_ns, size_bytes, landed_s, now, str(a.get("input", file)),
@@ -94,8 +98,9 @@ class ResultStore:
         return now
 
     def rows(self, last: int | None = None, after_id: int = 0) -> list[dict]:
-        """Rows with id above ``after_id``, oldest first (only the ``last`` ones if given)."""
-        query = "SELECT * FROM results WHERE id > ? ORDER BY id"
+        """Answer and error rows with id above ``after_id``, oldest first (only the ``last``
+        ones if given); the ``part`` rows are left out."""
+        query = "SELECT * FROM results WHERE id > ? AND status != 'part' ORDER BY id"
         found = [self._row(r) for r in self._db().execute(query, (after_id,))]
         return found[-last:] if last else found
 

@@ -9,6 +9,9 @@ as ``predict`` reads it, and answered by the run's network; the rows go to the
 cannot be read or answered is retried once after ``retry_s`` (it may have been caught
 half-written), then recorded with its error and skipped: the watcher never stops for a bad
 file. A file whose name resolves outside the folder (a symlink) is recorded as refused.
+A measurement of several files (``Task.live_groups``: an absorption triplet) is answered
+once all of its files have settled, under its first file; the others are recorded as its
+parts.
 
 Restarting never answers a file twice: the store records (file, modification time) of every
 file it finished. New files are noticed through inotify (``watchdog``, the ``live`` extra)
@@ -47,7 +50,8 @@ class Watcher:
 
     def __init__(self, run_dir: Path, folder: Path, store: ResultStore,
                  settings: Path | None = None, settle_s: float = 0.2, retry_s: float = 1.0,
-                 poll_s: float = 1.0, csv_path: Path | None = None, options: dict | None = None):
+                 poll_s: float = 1.0, csv_path: Path | None = None, options: dict | None = None,
+                 group_wait_s: float = 30.0):
         from retroscope.infer.batch import load_settings
         from retroscope.runs import run_learner
 
@@ -57,6 +61,7 @@ class Watcher:
         if not os.access(self.folder, os.R_OK | os.X_OK):
             raise ValueError(f"{folder}: cannot list this folder (permission denied)")
         self.store, self.settle_s, self.retry_s, self.poll_s = store, settle_s, retry_s, poll_s
+        self.group_wait_s = group_wait_s
         self.learner = run_learner(run_dir)
         self.predictor = self.learner.predictor(run_dir, **(options or {}))
         self.task = self.predictor.task
@@ -105,24 +110,41 @@ class Watcher:
         return Path(path).resolve() in (store, Path(f"{store}-wal"), Path(f"{store}-shm"),
                                         Path(f"{store}-journal"))
 
-    def answer(self, name: str, path: Path, seen: _Seen) -> int:
-        """Read and answer one file; record it (or, after a second failure, its error).
+    def measurements(self, ready: list[tuple[str, Path, _Seen]], now: float | None = None):
+        """The ready files grouped into measurements by the task (``Task.live_groups``,
+        e.g. absorption triplets); a file whose partners have not come within
+        ``group_wait_s`` of its landing is taken alone (and recorded with the reader's
+        complaint)."""
+        now = time.time() if now is None else now
+        by_name = {name: (name, path, seen) for name, path, seen in ready}
+        groups, waiting = self.task.live_groups(sorted(by_name), self.settings)
+        late = [[n] for n in waiting if now - by_name[n][2].landed_s > self.group_wait_s]
+        return [[by_name[n] for n in group] for group in [*groups, *late]]
+
+    def answer(self, group: list[tuple[str, Path, _Seen]]) -> int:
+        """Read and answer one measurement (its files); record the answers under its first
+        file, the other files as parts of it (or, after a second failure, the error).
         Returns the number of rows written."""
+        name, _, seen = group[0]
         error, rows = None, []
-        if not path.resolve().is_relative_to(self.folder):
+        if any(not path.resolve().is_relative_to(self.folder) for _, path, _ in group):
             error = "refused: the file resolves outside the watched folder (a symlink)"
         else:
             try:
-                rows, error = self._predict(path)
+                rows, error = self._predict([path for _, path, _ in group])
             except Exception as exc:  # a bad file must never stop the watcher
                 error = f"{type(exc).__name__}: {exc}"
         if error is not None and not error.startswith("refused") and seen.failures == 0:
-            seen.failures, seen.retry_at_s = 1, time.time() + self.retry_s
+            for _, _, s in group:
+                s.failures, s.retry_at_s = 1, time.time() + self.retry_s
             log.warning("%s: %s (will retry once)", name, error)
             return 0
         self.store.add(name, seen.mtime_ns, seen.size, seen.landed_s, rows, error)
-        self._done.add((name, seen.mtime_ns))
-        self._seen.pop(name, None)
+        for part, _, s in group[1:]:
+            self.store.add(part, s.mtime_ns, s.size, s.landed_s, [], part_of=name)
+        for part, _, s in group:
+            self._done.add((part, s.mtime_ns))
+            self._seen.pop(part, None)
         if error is not None:
             log.error("%s: skipped: %s", name, error)
             return 1
@@ -131,10 +153,10 @@ class Watcher:
         self.answered += 1
         return len(rows)
 
-    def _predict(self, path: Path) -> tuple[list[dict], str | None]:
-        if _hdf5_being_written(path):
+    def _predict(self, paths: list[Path]) -> tuple[list[dict], str | None]:
+        if any(_hdf5_being_written(path) for path in paths):
             raise OSError("an HDF5 writer still holds the file")
-        items, failures = self.task.read_experimental([path], self.settings)
+        items, failures = self.task.read_experimental(paths, self.settings)
         rows, refused = self.learner.predict_rows(self.predictor, items) if items else ([], [])
         problems = failures + refused
         if problems and not rows:
@@ -152,11 +174,12 @@ class Watcher:
                 writer.writerow({**row, "file": name})
 
     def step(self) -> int:
-        """One pass: answer every ready file. Returns the rows written."""
-        return sum(self.answer(*item) for item in self.ready())
+        """One pass: answer every ready measurement. Returns the rows written."""
+        return sum(self.answer(group) for group in self.measurements(self.ready()))
 
     def drain(self) -> int:
-        """Answer the files there now (retries included), then return the rows written."""
+        """Answer the files there now (retries included; a measurement still missing files
+        waits ``group_wait_s``), then return the rows written."""
         written = self.step()                 # the first sight of each file
         while self._seen:
             time.sleep(max(self.settle_s, 0.05))

@@ -122,6 +122,35 @@ def collect_shots(paths, settings: dict) -> tuple[list[tuple[str, object]], list
     return shots, failures
 
 
+def live_groups(names: list[str], settings: dict | None):
+    """The settled files of a watched folder as shots: an absorption triplet once each role
+    of the settings' ``roles`` has a file (its atoms frame first), an HDF5 or FITS shot
+    file alone, any other file alone (the reader names what is wrong with it). Returns
+    (groups of names, names waiting for the other frames of their shot)."""
+    import re
+
+    settings = check_settings(settings)
+    regex = re.compile(settings.get("pattern", DEFAULT_PATTERN), re.IGNORECASE)
+    role_of = {token.lower(): role for token, role in
+               settings.get("roles", DEFAULT_ROLES).items()}
+    needed = set(role_of.values())
+    groups, shots = [], {}
+    for name in names:
+        match = regex.fullmatch(name)
+        token = match.group("role").lower() if match else None
+        if Path(name).suffix.lower() in H5_SUFFIXES | FITS_SUFFIXES or token not in role_of:
+            groups.append([name])
+            continue
+        shots.setdefault(match.group("id"), {})[role_of[token]] = name
+    waiting = []
+    for frames in shots.values():
+        if needed <= set(frames):
+            groups.append([frames[r] for r in ROLES if r in frames])
+        else:
+            waiting += frames.values()
+    return groups, waiting
+
+
 def camera_counts(frames: dict[str, np.ndarray], bits: int, label: str) -> dict:
     """Frames of a ``bits``-bit camera in its own counts: 12-bit data stored left-aligned in
     16-bit words (every value a multiple of 2**(16 - bits)) are shifted down; values above

@@ -373,6 +373,12 @@ class CloudsTask(DetectionTask):
 
         return shot_inputs(paths, settings, self.shape)
 
+    def live_groups(self, names, settings=None):
+        """Absorption triplets are answered once all three frames have landed."""
+        from retroscope.tasks.clouds.lab import live_groups
+
+        return live_groups(names, settings)
+
     def frame_columns(self, context):
         from retroscope.tasks.clouds.lab import frame_columns
 
