@@ -144,6 +144,17 @@ def _explosion(tmp, rng):
                    tmp / "occlusion.png", title="events.csv::3")
 
 
+def _live(tmp, rng):
+    from retroscope.live.server import LiveState, history_png
+    from retroscope.live.store import ResultStore
+
+    store = ResultStore(tmp / "results.sqlite")
+    for i, n in enumerate(300 * np.exp(-np.arange(8) / 4) + rng.normal(0, 5, 8)):
+        store.add(f"shot_{i}.png", int(i * 60e9), 1, 0.0,
+                  [{"n_ca": n, "n_ca_low": n - 10, "n_ca_high": n + 10, "ood": False}])
+    history_png(LiveState(store, tmp, get_task("crystal"), ["n_ca", "ood"], "live"))
+
+
 DRAWERS = {
     # what each drawer renders: the names of the functions that write a plot
     _diffraction: {"plots", "error_histograms"},
@@ -155,6 +166,7 @@ DRAWERS = {
     _classification: {"confusion_plot"},
     _pmd_studies: {"_learning_curve", "_table_figure"},
     _explosion: {"plots", "occlusion_plot"},
+    _live: {"history_png"},
 }
 
 

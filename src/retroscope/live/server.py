@@ -122,14 +122,12 @@ def render_image(path: Path) -> tuple[bytes, str]:
 
 def history_png(live: LiveState) -> bytes:
     """The trend column against time with the 90% intervals and the fitted trend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from retroscope import plots   # an Agg figure, not pyplot: requests run in threads
 
     ok = [r for r in live.store.rows() if r["status"] == "ok"]
     h = live.history(ok)
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    fig, (ax,) = plots.figure(panel_size_in=(6.0, 3.2))
+    fig.set_dpi(100)
     if h["t_s"]:
         t, y = np.array(h["t_s"]), np.array(h["value"])
         err = np.vstack([y - np.array(h["low"]), np.array(h["high"]) - y])
@@ -145,10 +143,8 @@ def history_png(live: LiveState) -> bytes:
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("time since the first file (s)")
     ax.set_ylabel(live.trend_column or "answer")
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 
