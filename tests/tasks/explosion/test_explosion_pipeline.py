@@ -180,3 +180,21 @@ def test_missing_ion_table_has_the_fill_and_the_forward_fit(run, tmp_path):
     assert one_h["forward_fit"]["n_events"] == 2 and one_h["forward_fit"]["mae_missed"] > 0
     assert one_h["fill_then_complete_model"]["mae_missed"] > 0
     assert one_h["network_same_events"]["n_events"] == 2
+
+
+def test_two_step_study_with_a_smaller_precise_set(run, tmp_path):
+    """The study runs its three networks; --precise-events trains the precise ones on the
+    first N events (the test split stays whole)."""
+    import json
+
+    result = CliRunner().invoke(app, [
+        "explosion", "study", "two-step", str(run / "data"), str(run / "data"), "--out",
+        str(tmp_path), "--minutes", "0.02", "--fine-tune-minutes", "0.02",
+        "--precise-events", "40"])
+    assert result.exit_code == 0, result.output
+    study = json.loads((tmp_path / "two-step.json").read_text())
+    assert study["precise_events"] == 40
+    assert study["scores"]["two_step"]["n_train"] == 40
+    assert study["scores"]["precise_only"]["n_train"] == 40
+    assert study["scores"]["cheap_only"]["n_train"] > 40
+    assert study["gain_precise_only_over_two_step"] > 0

@@ -52,11 +52,14 @@ def two_step(
     minutes: Annotated[float, typer.Option(help="pretraining minutes")] = 20.0,
     fine_tune_minutes: Annotated[Optional[float], typer.Option(
         help="fine-tuning minutes (default: as --minutes)")] = None,
+    precise_events: Annotated[Optional[int], typer.Option(
+        help="train on the first N precise training events only (the set-size ratio)")] = None,
 ) -> None:
     """Pretrain on cheap, fine-tune on precise, against precise alone (same test split)."""
     from retroscope.tasks.explosion.studies import two_step as study_run
 
-    console.print_json(json.dumps(study_run(cheap, precise, out, minutes, fine_tune_minutes)))
+    console.print_json(json.dumps(study_run(cheap, precise, out, minutes, fine_tune_minutes,
+                                            precise_events=precise_events)))
 
 
 @app.command()

@@ -153,10 +153,13 @@ def missing_ions(run: Path, data: Path, out: Path, n_events: int = 600,
 
 
 def two_step(cheap: Path, precise: Path, out: Path, minutes: float,
-             fine_tune_minutes: float | None = None, **train) -> dict:
+             fine_tune_minutes: float | None = None, precise_events: int | None = None,
+             **train) -> dict:
     """Pretrain on ``cheap`` for ``minutes``, fine-tune on ``precise`` for
     ``fine_tune_minutes`` (default the same), and train on ``precise`` alone for the sum of
-    both; score both on the test split of ``precise``. Runs already in ``out`` are kept."""
+    both; score both on the test split of ``precise``. ``precise_events``: both precise runs
+    train on the first N precise training events only (MOLEXA's sets were about 100 cheap
+    events per precise one). Runs already in ``out`` are kept."""
     from retroscope.core.registry import get_task
     from retroscope.data.shards import Manifest
     from retroscope.evaluate.report import evaluate
@@ -175,8 +178,8 @@ def two_step(cheap: Path, precise: Path, out: Path, minutes: float,
         return path
 
     pre = run("pretrain-cheap", cheap, minutes)
-    tuned = run("two-step", precise, fine, init_from=str(pre))
-    alone = run("precise-only", precise, minutes + fine)
+    tuned = run("two-step", precise, fine, init_from=str(pre), limit_train=precise_events)
+    alone = run("precise-only", precise, minutes + fine, limit_train=precise_events)
     scores = {}
     for name, path in (("two_step", tuned), ("precise_only", alone), ("cheap_only", pre)):
         m = evaluate(path, precise, "test", out=path / "eval-precise", progress=False)
@@ -186,7 +189,8 @@ def two_step(cheap: Path, precise: Path, out: Path, minutes: float,
                         "n_train": summary["n_train"], "epochs_run": summary["epochs_run"],
                         "train_seconds": summary["train_seconds"]}
     result = {"study": "two-step", "cheap": str(cheap), "precise": str(precise),
-              "minutes": minutes, "fine_tune_minutes": fine, "scores": scores,
+              "minutes": minutes, "fine_tune_minutes": fine, "precise_events": precise_events,
+              "scores": scores,
               "gain_precise_only_over_two_step": scores["precise_only"]["coordinate_mae"]
               / scores["two_step"]["coordinate_mae"],
               "molexa_gain": 2.0}
