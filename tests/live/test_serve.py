@@ -113,3 +113,19 @@ def test_serve_refuses_a_folder_it_cannot_read(tmp_path, blob_run):
 
     result = CliRunner().invoke(app, ["serve", str(blob_run[0]), str(tmp_path / "missing")])
     assert result.exit_code != 0 and "no such folder" in " ".join(result.output.split())
+
+
+def test_a_task_without_a_trend_plots_its_first_numeric_column(tmp_path, blob_task):
+    """Rows whose first headline columns are words (an element, a label) still give a
+    history: the first column holding numbers, with no fit."""
+    from retroscope.live.server import history_png
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    for i in range(4):
+        store.add(f"e{i}.csv", int(i * 1e9), 1, 0.0,
+                  [{"input": f"e{i}", "name": "O", "x_bohr": 0.1 * i, "ood": False}])
+    live = LiveState(store, tmp_path, blob_task, ["input", "name", "x_bohr", "ood"], "t")
+    state = live.state()
+    assert state["trend"]["column"] == "x_bohr" and state["trend"]["fit"] is None
+    assert state["latest"]["values"]["name"]["value"] == "O"
+    assert history_png(live)[:4] == b"\x89PNG"

@@ -49,8 +49,8 @@ class LiveState:
                  title: str) -> None:
         self.store, self.folder, self.task, self.title = store, Path(folder).resolve(), task, title
         self.headline = [c for c in headline if c not in ("out_of_range", "ood")]
-        trend = task.live_trend or ((self.headline[0], None) if self.headline else None)
-        self.trend_column, self.trend_model = trend if trend else (None, None)
+        # without a task's trend: the first headline column that holds numbers, no fit
+        self.trend_column, self.trend_model = task.live_trend or (None, None)
 
     def state(self, last: int = 20) -> dict:
         rows = self.store.rows()
@@ -79,10 +79,15 @@ class LiveState:
                 "out_of_range": answer.get("out_of_range", "")}
 
     def history(self, ok_rows: list[dict]) -> dict:
-        """Times (s, from the files' modification times) and values of the trend column."""
+        """Times (s, from the files' modification times) and values of the trend column
+        (rows whose value is not a number are left out)."""
+        if self.trend_column is None:
+            self.trend_column = next((c for c in self.headline for r in ok_rows
+                                      if _number(r["answer"].get(c))), None)
         c = self.trend_column
         pts = [(r["mtime_ns"] / 1e9, r["answer"][c], r["answer"].get(f"{c}_low"),
-                r["answer"].get(f"{c}_high")) for r in ok_rows if c and c in r["answer"]]
+                r["answer"].get(f"{c}_high")) for r in ok_rows
+               if c and _number(r["answer"].get(c))]
         pts.sort()
         t0 = pts[0][0] if pts else 0.0
         return {"t_s": [p[0] - t0 for p in pts], "value": [p[1] for p in pts],
@@ -98,6 +103,10 @@ class LiveState:
         if not path.is_relative_to(self.folder) or not path.is_file():
             return None
         return path
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def render_image(path: Path) -> tuple[bytes, str]:
@@ -240,8 +249,9 @@ const token = "{{token}}";
 const q = token ? "token=" + encodeURIComponent(token) : "";
 const url = (p, more) => p + "?" + [q, more].filter(Boolean).join("&");
 let shown = -1;
-const fmt = v => (v.value === null || v.value === undefined) ? "" :
-  v.value.toFixed(1) + (v.low !== null ? " [" + v.low.toFixed(1) + ", " + v.high.toFixed(1) + "]" : "");
+const num = x => typeof x === "number";
+const fmt = v => !num(v.value) ? String(v.value ?? "") :
+  v.value.toFixed(1) + (num(v.low) && num(v.high) ? " [" + v.low.toFixed(1) + ", " + v.high.toFixed(1) + "]" : "");
 const answer = r => r.status === "error" ? "error: " + r.error :
   Object.entries(r.values).map(([k, v]) => k + " = " + fmt(v)).join(", ");
 async function refresh() {
