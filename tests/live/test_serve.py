@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,18 @@ def test_a_task_without_a_trend_plots_its_first_numeric_column(tmp_path, blob_ta
     assert state["trend"]["column"] == "x_bohr" and state["trend"]["fit"] is None
     assert state["latest"]["values"]["name"]["value"] == "O"
     assert history_png(live)[:4] == b"\x89PNG"
+
+
+def test_serve_says_when_it_may_not_read_the_folder(tmp_path, blob_run, monkeypatch):
+    """(Tests run as root here, which reads everything: the permission answer is faked.)"""
+    from typer.testing import CliRunner
+
+    from retroscope.cli import app
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder)
+    result = CliRunner().invoke(app, ["serve", str(blob_run[0]), str(folder)])
+    assert result.exit_code != 0
+    said = " ".join(result.output.replace("│", " ").split())
+    assert "locked" in said and ("not readable" in said or "cannot read this folder" in said)
