@@ -74,18 +74,6 @@ def kinetics_times(truth: list[float | None], decay_s: float) -> list[float] | N
     return [decay_s * np.log(top / v) for v in truth]
 
 
-def wait_port(port: int, server: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.time() + timeout_s
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                raise SystemExit("serve did not start: " + server.stdout.read().decode()[-2000:])
-            time.sleep(0.2)
-
-
 def committed_at(db: Path, name: str) -> float | None:
     with sqlite3.connect(db, timeout=30) as con:
         row = con.execute("SELECT answered_s FROM results WHERE file = ?", (name,)).fetchone()
@@ -136,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    from retroscope.live.browser import chromium, find_browser
+    from retroscope.live.browser import chromium, find_browser, wait_for_server
 
     work = Path(tempfile.mkdtemp(prefix="retroscope-live-bench-"))
     if args.run is None:
@@ -157,16 +145,17 @@ def main() -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     driver = None
     try:
-        wait_port(port, server)
+        wait_for_server(port, server)
         if find_browser() is not None:
             driver = chromium()
             driver.get(f"http://127.0.0.1:{port}/")
         to_row, to_page = [], []
         start = time.time() - 2 * args.decay_s * 10
-        order = list(range(len(images)))
         times = None
         if len(images) >= args.images:  # enough images for one staged reaction series
-            times = kinetics_times([v for _, v in images[:args.images]], args.decay_s)
+            images = images[:args.images]
+            times = kinetics_times([v for _, v in images], args.decay_s)
+        order = list(range(len(images)))
         if times is not None:           # the images in the order of the decay
             order.sort(key=lambda i: times[i])
         for i in range(args.images):

@@ -4,15 +4,12 @@ in-process run of the same seed, and no partial shard left behind."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-
-import socket
 
 import numpy as np
 import pytest
@@ -24,12 +21,6 @@ from retroscope.data.shards import Manifest, read_shard
 
 
 N, SHARD = 8, 1      # crystal (small): ~1 s per shard
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _same_arrays(a: Path, b: Path, manifest: Manifest) -> None:
@@ -56,44 +47,11 @@ def reference(tmp_path_factory):
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, local_dask_cluster):
     """`dask scheduler` and two `dask worker --no-nanny` processes (so that each worker's
     pid is its own process)."""
-    dask = Path(sys.executable).with_name("dask")
-    if not dask.exists() and shutil.which("dask") is None:
-        pytest.skip("the dask command is not installed")
-    dask = str(dask if dask.exists() else shutil.which("dask"))
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    for _ in range(2):
-        procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1",
-                                       "--no-nanny", "--dashboard-address", ":0"],
-                                      cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-    try:
-        from distributed import Client
-
-        deadline = time.time() + 60
-        while True:
-            try:
-                with Client(address, timeout=5) as c:
-                    if len(c.scheduler_info()["workers"]) == 2:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("dask scheduler and workers did not come up within 60 s")
-            time.sleep(0.5)
+    with local_dask_cluster(tmp_path, workers=2, nanny=False) as address:
         yield address
-    finally:
-        for p in procs[::-1]:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(timeout=30)
 
 
 def test_campaign_completes_when_a_worker_is_killed(tmp_path, cluster, reference):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from retroscope.live.browser import chromium, find_browser
+from retroscope.live.browser import chromium, find_browser, wait_for_server
 
 pytestmark = pytest.mark.browser
 LATENCY_TARGET_S = 1.0
@@ -66,15 +66,7 @@ def page(tmp_path, crystal_run):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     driver = chromium()
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError(server.stdout.read().decode()[-2000:])
-                time.sleep(0.2)
+        wait_for_server(port, server)
         driver.get(f"http://127.0.0.1:{port}/?token=t0ken")
         yield driver, folder
     finally:

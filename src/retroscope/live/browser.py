@@ -8,7 +8,9 @@ network it would otherwise try at start (updates, sync, field trials).
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -42,3 +44,19 @@ def chromium():
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='retroscope-chromium-')}")
     return webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
+
+
+def wait_for_server(port: int, server, timeout_s: float = 90.0) -> None:
+    """Wait until ``server`` (a ``subprocess.Popen`` of ``retroscope serve`` with its output
+    piped) accepts connections on 127.0.0.1:``port``; RuntimeError with its last output if
+    it exits or the time runs out."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError("serve did not start: "
+                                   + server.stdout.read().decode()[-2000:]) from None
+            time.sleep(0.2)

@@ -51,8 +51,17 @@ class LiveState:
         self.headline = [c for c in headline if c not in ("out_of_range", "ood")]
         # without a task's trend: the first headline column that holds numbers, no fit
         self.trend_column, self.trend_model = task.live_trend or (None, None)
+        self._cached: tuple[int, dict] = (-1, {})
 
     def state(self, last: int = 20) -> dict:
+        """What the page shows; read and fitted again only when a row was added (the page
+        asks four times a second)."""
+        newest = self.store.last_id()
+        if self._cached[0] != newest:
+            self._cached = (newest, self._state(last))
+        return self._cached[1]
+
+    def _state(self, last: int) -> dict:
         rows = self.store.rows()
         ok = [r for r in rows if r["status"] == "ok"]
         history = self.history(ok)
@@ -196,8 +205,7 @@ def make_app(live: LiveState, token: str | None = None):
         return Response(data, media_type=media, headers={"Cache-Control": "no-store"})
 
     async def plot(request):
-        rows = live.store.rows(last=1)
-        last = rows[-1]["id"] if rows else 0
+        last = live.store.last_id()
         if cache["id"] != last:
             cache.update(id=last, png=history_png(live))
         return Response(cache["png"], media_type="image/png",

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from retroscope.io.atomic import json_default
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -89,7 +91,7 @@ class ResultStore:
             rows = [(file, mtime_ns, size_bytes, landed_s, now, None, "error", error, "{}")]
         else:
             rows = [(file, mtime_ns, size_bytes, landed_s, now, str(a.get("input", file)),
-                     "ok", None, json.dumps(a, default=_plain)) for a in answers]
+                     "ok", None, json.dumps(a, default=json_default)) for a in answers]
         db = self._db()
         with db:
             db.executemany("INSERT INTO results (file, mtime_ns, size_bytes, landed_s, "
@@ -104,6 +106,10 @@ class ResultStore:
         found = [self._row(r) for r in self._db().execute(query, (after_id,))]
         return found[-last:] if last else found
 
+    def last_id(self) -> int:
+        """The id of the newest row (0 when empty): whether anything changed."""
+        return self._db().execute("SELECT COALESCE(MAX(id), 0) FROM results").fetchone()[0]
+
     def row(self, row_id: int) -> dict | None:
         r = self._db().execute("SELECT * FROM results WHERE id = ?", (row_id,)).fetchone()
         return None if r is None else self._row(r)
@@ -113,14 +119,3 @@ class ResultStore:
         out = {k: r[k] for k in r.keys() if k != "data"}
         out["answer"] = json.loads(r["data"])
         return out
-
-
-def _plain(value):
-    """JSON for numpy scalars and arrays in an answer."""
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

@@ -69,6 +69,8 @@ class Watcher:
         if self.settings is not None:
             self.task.check_settings(dict(self.settings), source=str(settings))
         self.csv_path = None if csv_path is None else Path(csv_path)
+        store_file = store.path.resolve()   # the table may live in the watched folder
+        self._store_files = {Path(f"{store_file}{s}") for s in ("", "-wal", "-shm", "-journal")}
         self._seen: dict[str, _Seen] = {}
         self._done = store.done()
         self._wake = threading.Event()
@@ -106,9 +108,7 @@ class Watcher:
         return ready
 
     def _is_store(self, path: str) -> bool:
-        store = self.store.path.resolve()
-        return Path(path).resolve() in (store, Path(f"{store}-wal"), Path(f"{store}-shm"),
-                                        Path(f"{store}-journal"))
+        return Path(path).resolve() in self._store_files
 
     def measurements(self, ready: list[tuple[str, Path, _Seen]], now: float | None = None):
         """The ready files grouped into measurements by the task (``Task.live_groups``,
